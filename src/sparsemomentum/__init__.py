@@ -1,0 +1,18 @@
+"""sparsemomentum: train sparse networks from scratch with sparse momentum and its peers.
+
+    import sparsemomentum as sm
+    sparsifier = sm.SparseMomentum(model, optimizer, density=0.05, total_steps=steps)
+    ...  loss.backward(); sparsifier.step()          # in place of optimizer.step()
+    sparsifier.update_masks()                          # at the end of every epoch
+"""
+from .algorithms import METHODS, Dense, SparseMomentum, create_sparsifier
+from .core.sparsifier import Sparsifier, UpdateReport
+from .errors import UserError
+from .models import create_model, list_models, register_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "METHODS", "Dense", "SparseMomentum", "Sparsifier", "UpdateReport", "UserError",
+    "create_model", "create_sparsifier", "list_models", "register_model",
+]

@@ -1,0 +1,31 @@
+"""The dense baseline, run through the same loop so that comparisons are like for like."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..core.sparsifier import Sparsifier
+
+
+@dataclass(eq=False)
+class Dense(Sparsifier):
+    """All-ones masks, no updates, and no masking cost: a plain ``optimizer.step()``."""
+
+    density: float = 1.0
+    prune_rate_schedule: str = "constant"
+    redistribution: str = "none"
+    growth: str = "random"
+
+    def __post_init__(self) -> None:
+        self.density = 1.0
+        super().__post_init__()
+
+    def initial_masks(self) -> dict[str, torch.Tensor]:
+        return {name: torch.ones_like(w, dtype=torch.bool) for name, w in self.weights.items()}
+
+    def apply_masks(self) -> None:
+        """Nothing is masked, so nothing is multiplied (the baseline pays no masking cost)."""
+
+    def update_due(self) -> bool:
+        return False

@@ -1,0 +1,1 @@
+"""Reading run folders: plots (and, later, reports and speed-up estimates)."""

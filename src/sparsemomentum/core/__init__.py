@@ -1,0 +1,1 @@
+"""The shared mechanism: masks, exact integer bookkeeping, schedules and the update loop."""

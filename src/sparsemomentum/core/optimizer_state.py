@@ -1,0 +1,48 @@
+"""The one place that knows where optimizers keep their momentum.
+
+Sparse momentum reads the exponentially smoothed gradient of every weight, active or
+missing. For SGD this is the momentum buffer; for Adam and AdamW the paper uses the
+first moment normalised by the second, exp_avg / (sqrt(exp_avg_sq) + eps), so that the
+statistic has the scale of an update rather than of a raw gradient.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..errors import UserError
+
+
+def check_has_momentum(optimizer: torch.optim.Optimizer) -> None:
+    """Refuse optimizers whose state holds no smoothed gradient, before training starts."""
+    if isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
+        return
+    if isinstance(optimizer, torch.optim.SGD):
+        if all(group.get("momentum", 0) > 0 for group in optimizer.param_groups):
+            return
+        raise UserError(
+            "momentum-based growth or redistribution needs SGD with momentum > 0; "
+            "set momentum (e.g. 0.9) or choose growth='random'/'gradient' and redistribution='magnitude'/'nonzero'/'none'."
+        )
+    raise UserError(
+        f"momentum-based growth or redistribution supports SGD, Adam and AdamW, not {type(optimizer).__name__}; "
+        "use one of those or choose growth='random'/'gradient' and redistribution='magnitude'/'nonzero'/'none'."
+    )
+
+
+def momentum_of(optimizer: torch.optim.Optimizer, param: torch.Tensor) -> torch.Tensor:
+    """The smoothed gradient of ``param``; zeros if the optimizer has no state for it yet."""
+    state = optimizer.state.get(param, {})
+    if "exp_avg" in state and "exp_avg_sq" in state:
+        eps = _group_of(optimizer, param).get("eps", 1e-8)
+        return state["exp_avg"] / (state["exp_avg_sq"].sqrt() + eps)
+    buffer = state.get("momentum_buffer")
+    if buffer is not None:
+        return buffer
+    return torch.zeros_like(param)
+
+
+def _group_of(optimizer: torch.optim.Optimizer, param: torch.Tensor) -> dict:
+    for group in optimizer.param_groups:
+        if any(p is param for p in group["params"]):
+            return group
+    return {}

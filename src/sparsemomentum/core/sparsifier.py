@@ -1,0 +1,286 @@
+"""The dynamic-sparse-training loop that every algorithm shares.
+
+A :class:`Sparsifier` owns one boolean mask per sparse weight and keeps three promises:
+
+* after every :meth:`step`, masked weights are exactly zero;
+* after every :meth:`update_masks`, the number of active positions equals
+  :meth:`target_nonzero_count` (fixed at construction by one rounding rule);
+* no layer ever holds more active positions than it has elements.
+
+An update is always the same five moves, and algorithms differ only in the parts they
+plug in (see ``algorithms/``)::
+
+    statistic per layer   redistribution_weights()   (before pruning)
+    which to drop         drop()                      -> removed count per layer
+    how many per layer    regrowth_counts()           (exact integer allocation)
+    which to grow         growth_scores(name)         (top-k of missing positions)
+    bookkeeping           apply_masks(), counters, history
+
+Gradients are never masked: missing weights keep accumulating momentum, which is what
+momentum growth reads. Grown weights start at exactly zero and keep their optimizer state.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import UserError, check_choice
+from . import allocation, schedules, selection
+from .optimizer_state import check_has_momentum, momentum_of
+from .targets import DEFAULT_SPARSE_TYPES, sparse_parameters
+
+PRUNE_MODES = ("magnitude",)
+REDISTRIBUTIONS = ("momentum", "magnitude", "nonzero", "none")
+GROWTHS = ("momentum", "random", "gradient")
+
+# The reference code's guard against starving dense layers: a layer above this density
+# whose momentum share exceeds its fair share 1/#layers prunes at most its own sparsity.
+_DENSE_LAYER_GUARD = 0.8
+
+
+@dataclass
+class UpdateReport:
+    """What one mask update did, per layer (for tests, logs and plots)."""
+
+    step: int
+    prune_rate: float
+    pruned: dict[str, int]
+    grown: dict[str, int]
+
+
+@dataclass(eq=False)
+class Sparsifier:
+    """Masks, exact bookkeeping and the update loop; algorithms subclass and pick parts.
+
+    Call :meth:`step` in place of ``optimizer.step()`` and :meth:`update_masks` at the end
+    of every epoch (or pass ``update_interval`` to update every k steps automatically).
+    ``total_steps`` is the number of optimizer steps of the whole run: the prune-rate
+    schedule anneals over it and updates stop once it (times ``stop_fraction``) is reached,
+    so the end-of-training call makes no change.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    density: float = 0.05
+    total_steps: int = 0
+    prune_rate: float = 0.5
+    prune_rate_schedule: str = "cosine"
+    final_prune_rate: float = 0.005
+    distribution: str = "uniform"
+    prune: str = "magnitude"
+    redistribution: str = "momentum"
+    growth: str = "momentum"
+    update_interval: int | None = None
+    stop_fraction: float = 1.0
+    layer_types: Sequence[type[nn.Module]] = DEFAULT_SPARSE_TYPES
+    include: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+    seed: int = 0
+
+    step_count: int = field(default=0, init=False)
+    update_count: int = field(default=0, init=False)
+    history: list[UpdateReport] = field(default_factory=list, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._validate()
+        self.weights: dict[str, nn.Parameter] = sparse_parameters(
+            self.model, self.layer_types, self.include, self.exclude
+        )
+        self._check_optimizer_holds_weights()
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self._target = allocation.target_nonzeros(self.density, sum(w.numel() for w in self.weights.values()))
+        self.masks: dict[str, torch.Tensor] = self.initial_masks()
+        self.apply_masks()
+
+    # ----------------------------------------------------------------- validation
+    def _validate(self) -> None:
+        if not 0.0 < self.density <= 1.0:
+            raise UserError(f"density must be in (0, 1], got {self.density}; use e.g. 0.05 for 5 % non-zeros.")
+        if not 0.0 <= self.prune_rate < 1.0:
+            raise UserError(f"prune rate must be in [0, 1), got {self.prune_rate}; the paper uses 0.5.")
+        if not 0.0 <= self.final_prune_rate < 1.0:
+            raise UserError(f"final prune rate must be in [0, 1), got {self.final_prune_rate}.")
+        if self.total_steps < 0 or (self.total_steps == 0 and self.prune_rate_schedule != "constant"):
+            raise UserError(
+                f"total_steps must be the number of optimizer steps of the whole run (got {self.total_steps}); "
+                "the prune-rate schedule anneals over it."
+            )
+        if self.update_interval is not None and self.update_interval <= 0:
+            raise UserError(f"update interval must be a positive number of steps, got {self.update_interval}.")
+        if not 0.0 < self.stop_fraction <= 1.0:
+            raise UserError(f"stop fraction must be in (0, 1], got {self.stop_fraction}.")
+        check_choice("prune-rate schedule", self.prune_rate_schedule, schedules.PRUNE_RATE_SCHEDULES)
+        check_choice("density distribution", self.distribution, allocation.DISTRIBUTIONS)
+        check_choice("prune mode", self.prune, PRUNE_MODES)
+        check_choice("redistribution", self.redistribution, REDISTRIBUTIONS)
+        check_choice("growth", self.growth, GROWTHS)
+        if "momentum" in (self.redistribution, self.growth):
+            check_has_momentum(self.optimizer)
+
+    def _check_optimizer_holds_weights(self) -> None:
+        held = {id(p) for group in self.optimizer.param_groups for p in group["params"]}
+        missing = [name for name, weight in self.weights.items() if id(weight) not in held]
+        if missing:
+            raise UserError(
+                f"the optimizer does not hold the model's parameter {missing[0]!r}; "
+                "build the optimizer from model.parameters() of the same model."
+            )
+
+    # ----------------------------------------------------------------- hooks
+    def initial_masks(self) -> dict[str, torch.Tensor]:
+        """Random positions, with exactly the count the density distribution allots per layer."""
+        shapes = [w.shape for w in self.weights.values()]
+        counts = allocation.initial_counts(self.distribution, shapes, self.density)
+        return {
+            name: selection.random_mask(w.shape, count, self.generator, w.device)
+            for (name, w), count in zip(self.weights.items(), counts)
+        }
+
+    def redistribution_weights(self) -> dict[str, float]:
+        """Per-layer statistic over *active* weights that decides who gets regrowth."""
+        stats = {}
+        for name, mask in self.masks.items():
+            if self.redistribution == "none":
+                stats[name] = 0.0
+            elif self.redistribution == "nonzero":
+                stats[name] = float(mask.sum())
+            else:
+                weight = self.weights[name]
+                source = momentum_of(self.optimizer, weight) if self.redistribution == "momentum" else weight
+                active = int(mask.sum())
+                stats[name] = float((source.detach().abs() * mask).sum()) / active if active else 0.0
+        return stats
+
+    def layer_prune_rates(self, prune_rate: float, shares: dict[str, float]) -> dict[str, float]:
+        """The prune rate per layer, with the reference code's guard for dense, growing layers."""
+        rates = {}
+        for name, mask in self.masks.items():
+            layer_density = float(mask.sum()) / mask.numel()
+            rate = prune_rate
+            if self.redistribution != "none" and layer_density > _DENSE_LAYER_GUARD and shares[name] > 1.0 / len(self.masks):
+                rate = min(rate, 1.0 - layer_density)
+            rates[name] = rate
+        return rates
+
+    def drop(self, prune_rate: float, shares: dict[str, float]) -> dict[str, int]:
+        """Switch off the ceil(rate x nnz) smallest-magnitude active weights of each layer."""
+        removed = {}
+        for name, rate in self.layer_prune_rates(prune_rate, shares).items():
+            mask = self.masks[name]
+            count = math.ceil(rate * int(mask.sum()))
+            self.masks[name] = selection.drop_smallest(mask, self.weights[name].detach().abs(), count)
+            removed[name] = count
+        return removed
+
+    def regrowth_counts(self, removed: dict[str, int], shares: dict[str, float]) -> dict[str, int]:
+        """Hand the removed total back in proportion to ``shares``, overflow passed on, exactly."""
+        if self.redistribution == "none":
+            return dict(removed)
+        names = list(self.masks)
+        room = [self.masks[n].numel() - int(self.masks[n].sum()) for n in names]
+        counts = allocation.allocate(sum(removed.values()), [shares[n] for n in names], room)
+        return dict(zip(names, counts))
+
+    def growth_scores(self, name: str) -> torch.Tensor:
+        """Score of every position of layer ``name``; the largest missing ones are grown."""
+        weight = self.weights[name]
+        if self.growth == "momentum":
+            return momentum_of(self.optimizer, weight).abs()
+        if self.growth == "gradient":
+            return weight.grad.abs() if weight.grad is not None else torch.zeros_like(weight)
+        return torch.rand(weight.shape, generator=self.generator).to(weight.device)
+
+    def after_growth(self, grown_masks: dict[str, torch.Tensor]) -> None:
+        """Called with the newly grown positions of each layer; RigL resets their optimizer state."""
+
+    # ----------------------------------------------------------------- the loop
+    @torch.no_grad()
+    def apply_masks(self) -> None:
+        """Zero every masked weight: one fused multiply over all sparse tensors."""
+        torch._foreach_mul_(list(self.weights.values()), list(self.masks.values()))
+
+    def step(self) -> None:
+        """``optimizer.step()``, re-mask, advance the schedule; update masks if one is due."""
+        self.optimizer.step()
+        self.apply_masks()
+        self.step_count += 1
+        if self.update_interval is not None and self.step_count % self.update_interval == 0:
+            self.update_masks()
+
+    def current_prune_rate(self) -> float:
+        return schedules.prune_rate_at(
+            self.prune_rate_schedule, self.prune_rate, self.final_prune_rate, self.step_count, self.total_steps
+        )
+
+    def update_due(self) -> bool:
+        """Updates stop at ``stop_fraction`` of training, so the final epoch's call is a no-op."""
+        return self.total_steps == 0 or self.step_count < self.stop_fraction * self.total_steps
+
+    @torch.no_grad()
+    def update_masks(self) -> UpdateReport | None:
+        """Prune, redistribute and grow; the total number of non-zeros does not change."""
+        if not self.update_due():
+            return None
+        prune_rate = self.current_prune_rate()
+        statistics = self.redistribution_weights()
+        total = sum(statistics.values())
+        shares = {n: (s / total if total > 0 else 0.0) for n, s in statistics.items()}
+        before = {n: m.clone() for n, m in self.masks.items()}
+        removed = self.drop(prune_rate, shares)
+        regrow = self.regrowth_counts(removed, shares)
+        for name, count in regrow.items():
+            self.masks[name] = selection.grow_largest(self.masks[name], self.growth_scores(name), count)
+        self.after_growth({n: self.masks[n] & ~before[n] for n in self.masks})
+        self.apply_masks()
+        self.update_count += 1
+        report = UpdateReport(self.step_count, prune_rate, removed, regrow)
+        self.history.append(report)
+        return report
+
+    # ----------------------------------------------------------------- counting
+    def nonzero_count(self) -> int:
+        """Active (unmasked) positions over all sparse tensors."""
+        return sum(int(mask.sum()) for mask in self.masks.values())
+
+    def target_nonzero_count(self) -> int:
+        """round(density x sparse elements), half up, at least one: fixed for the whole run."""
+        return self._target
+
+    def layer_densities(self) -> dict[str, float]:
+        return {name: float(mask.sum()) / mask.numel() for name, mask in self.masks.items()}
+
+    # ----------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        """Masks, schedule position and counters: everything needed to resume exactly."""
+        return {
+            "masks": {name: mask.detach().cpu().clone() for name, mask in self.masks.items()},
+            "step_count": self.step_count,
+            "update_count": self.update_count,
+            "target_nonzero_count": self._target,
+            "generator_state": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        masks = state.get("masks")
+        if not isinstance(masks, dict) or set(masks) != set(self.weights):
+            expected = ", ".join(self.weights)
+            raise UserError(
+                f"the checkpoint's masks do not match the model: expected masks for {expected}; "
+                "resume with the model and options the checkpoint was written with."
+            )
+        for name, mask in masks.items():
+            if tuple(mask.shape) != tuple(self.weights[name].shape):
+                raise UserError(
+                    f"the checkpoint's mask for {name!r} has shape {tuple(mask.shape)} but the weight has "
+                    f"{tuple(self.weights[name].shape)}; resume with the model the checkpoint was written with."
+                )
+        self.masks = {name: masks[name].to(device=w.device, dtype=torch.bool) for name, w in self.weights.items()}
+        self.step_count = int(state["step_count"])
+        self.update_count = int(state["update_count"])
+        self._target = int(state["target_nonzero_count"])
+        self.generator.set_state(state["generator_state"])
+        self.apply_masks()

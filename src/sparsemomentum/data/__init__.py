@@ -1,0 +1,7 @@
+"""Data sets: verified files, in-memory splits and batching; importing registers them all."""
+from . import mnist  # noqa: F401  (registers mnist and fashion-mnist)
+from .files import DATA_DIR_VARIABLE, data_root
+from .registry import list_datasets, load_dataset
+from .splits import DataSplits, batch_count, batches
+
+__all__ = ["DATA_DIR_VARIABLE", "DataSplits", "batch_count", "batches", "data_root", "list_datasets", "load_dataset"]

@@ -1,0 +1,31 @@
+"""A model registry in the style of timm: ``create_model(name)`` builds any registered model."""
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from ..errors import UserError
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator: make a model constructor available to ``create_model`` and the CLI."""
+
+    def decorate(constructor: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _MODELS[name] = constructor
+        return constructor
+
+    return decorate
+
+
+def list_models() -> list[str]:
+    return sorted(_MODELS)
+
+
+def create_model(name: str, **kwargs) -> nn.Module:
+    """Build the registered model ``name`` (e.g. ``"lenet300-100"``) with its own initialisation."""
+    if name not in _MODELS:
+        raise UserError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}.")
+    return _MODELS[name](**kwargs)

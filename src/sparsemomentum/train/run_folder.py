@@ -1,0 +1,58 @@
+"""The run folder: config.json, metrics.jsonl, summary.json and plots.
+
+JSON files are written to a temporary file and renamed, so a killed run never leaves a
+half-written config or summary; metrics.jsonl is appended one complete line per epoch.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+
+
+def write_atomically(path: Path, text: str) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+class RunFolder:
+    CONFIG = "config.json"
+    METRICS = "metrics.jsonl"
+    SUMMARY = "summary.json"
+
+    def __init__(self, path: str | os.PathLike, overwrite: bool = False) -> None:
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"the output path {self.path} is a file; choose a folder name for --out.")
+        if self.path.is_dir() and any(self.path.iterdir()):
+            if not overwrite:
+                raise UserError(f"the run folder {self.path} already exists; choose another --out or pass --overwrite.")
+            shutil.rmtree(self.path)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UserError(f"cannot create the run folder {self.path} ({error.strerror}); choose a writable --out.") from None
+
+    def write_json(self, name: str, data: dict[str, Any]) -> None:
+        write_atomically(self.path / name, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        with open(self.path / self.METRICS, "a") as out:
+            out.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    with open(Path(path) / RunFolder.METRICS) as handle:
+        return [json.loads(line) for line in handle if line.strip()]
