@@ -8,7 +8,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from ..algorithms import METHODS
+from ..data import list_datasets
 from ..errors import UserError
+from ..models import list_models
 
 
 def option(default: Any, help: str, **extra: Any) -> Any:
@@ -68,6 +71,10 @@ class TrainConfig:
             raise UserError(f"--lr-decay-every must be a positive number of steps, got {self.lr_decay_every}.")
         if self.optimizer not in ("sgd", "adam", "adamw"):
             raise UserError(f"unknown optimizer {self.optimizer!r}; choose one of: adam, adamw, sgd.")
+        for kind, name, known in (("model", self.model, list_models()), ("data set", self.dataset, list_datasets()),
+                                  ("method", self.method, sorted(METHODS))):
+            if name not in known:
+                raise UserError(f"unknown {kind} {name!r}; choose one of: {', '.join(known)}.")
         if self.threads is not None and self.threads <= 0:
             raise UserError(f"threads must be a positive number, got {self.threads}.")
         return self

@@ -1,0 +1,90 @@
+"""End-to-end: real MNIST through the command line, the run folder, and user errors."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from sparsemomentum.train.cli import main
+
+
+def run_cli(*arguments, data_dir=None):
+    extra = ["--data-dir", str(data_dir)] if data_dir else []
+    return main(["train", *arguments, *extra])
+
+
+def test_short_real_training_writes_a_complete_run_folder(tmp_path, data_dir):
+    out = tmp_path / "run"
+    assert run_cli("--epochs", "2", "--seed", "3", "--out", str(out), data_dir=data_dir) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "curves.png", "density.png", "metrics.jsonl", "summary.json"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["density"] == 0.05 and config["lr"] == 0.1 and config["nesterov"] is True and config["seed"] == 3
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    assert {"train_loss", "validation_accuracy", "prune_rate", "layer_density", "seconds"} <= set(metrics[0])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["nonzero"] == summary["target_nonzero"] == round(0.05 * (784 * 300 + 300 * 100 + 100 * 10))
+    assert summary["test_accuracy"] > 90.0
+    assert summary["test_error"] == pytest.approx(100 - summary["test_accuracy"])
+    assert set(summary["layer_density"]) == {"fc1.weight", "fc2.weight", "fc3.weight"}
+
+
+def test_same_seed_gives_the_same_numbers(tmp_path, data_dir):
+    summaries = []
+    for name in ("a", "b"):
+        run_cli("--epochs", "1", "--model", "lenet300-100", "--out", str(tmp_path / name), data_dir=data_dir)
+        summaries.append(json.loads((tmp_path / name / "summary.json").read_text()))
+    for key in ("test_accuracy", "test_loss", "layer_density", "nonzero"):
+        assert summaries[0][key] == summaries[1][key]
+
+
+def test_dense_flag_trains_the_dense_baseline(tmp_path, data_dir):
+    assert run_cli("--dense", "--epochs", "1", "--out", str(tmp_path / "d"), data_dir=data_dir) == 0
+    summary = json.loads((tmp_path / "d" / "summary.json").read_text())
+    assert summary["method"] == "dense" and set(summary["layer_density"].values()) == {1.0}
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--model", "lenet-9"], "unknown model 'lenet-9'"),
+        (["--dataset", "svhn"], "unknown data set 'svhn'"),
+        (["--method", "magic"], "unknown method 'magic'"),
+        (["--density", "0"], r"density must be in \(0, 1\], got 0.0"),
+        (["--density", "1.5"], r"density must be in \(0, 1\], got 1.5"),
+        (["--prune-rate", "1"], r"prune rate must be in \[0, 1\)"),
+        (["--epochs", "0"], "epochs must be a positive number"),
+        (["--batch-size", "-1"], "batch size must be a positive number"),
+        (["--growth", "best"], "unknown growth 'best'"),
+        (["--optimizer", "lbfgs"], "unknown optimizer 'lbfgs'"),
+    ],
+)
+def test_bad_input_is_one_sentence_and_exit_code_2(arguments, message, tmp_path, data_dir, capsys):
+    out = tmp_path / "run"
+    assert run_cli(*arguments, "--out", str(out), data_dir=data_dir) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("sparsemomentum: error: ") and len(error.splitlines()) == 1
+    assert __import__("re").search(message, error)
+    assert not (out / "summary.json").exists()
+
+
+def test_missing_data_is_a_clear_error(tmp_path, capsys):
+    assert run_cli("--no-download", "--out", str(tmp_path / "r"), data_dir=tmp_path / "empty") == 2
+    assert "mnist file train-images-idx3-ubyte.gz is missing" in capsys.readouterr().err
+
+
+def test_existing_run_folder_is_refused_unless_overwrite(tmp_path, data_dir, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "summary.json").write_text("{}")
+    assert run_cli("--epochs", "1", "--out", str(out), data_dir=data_dir) == 2
+    assert "already exists; choose another --out or pass --overwrite" in capsys.readouterr().err
+    assert (out / "summary.json").read_text() == "{}"
+
+
+def test_python_dash_m_is_the_same_program():
+    result = subprocess.run([sys.executable, "-m", "sparsemomentum", "train", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for flag in ("--density", "--prune-rate", "--growth", "--redistribution", "--distribution", "--update-interval",
+                 "--include", "--exclude", "--data-dir", "--dense", "--optimizer", "--seed"):
+        assert flag in result.stdout
