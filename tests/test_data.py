@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sparsemomentum import UserError
-from sparsemomentum.data import batch_count, batches, data_root, load_dataset
+from sparsemomentum.data import TensorSplit, batch_count, data_root, load_dataset
 from sparsemomentum.data.files import verified_file
 from sparsemomentum.data.mnist import read_idx
 
@@ -34,15 +34,15 @@ def test_idx_reader_refuses_a_short_file(tmp_path):
 
 def test_real_mnist_has_the_paper_split(data_dir):
     splits = load_dataset("mnist", data_dir, download=False)
-    assert [len(s[0]) for s in (splits.train, splits.validation, splits.test)] == [54000, 6000, 10000]
-    assert splits.train[0].shape[1:] == (1, 28, 28) and splits.train[0].dtype == torch.float32
-    assert splits.train[0].mean().item() == pytest.approx(0.0, abs=0.02)  # normalised
-    assert sorted(splits.test[1].unique().tolist()) == list(range(10))
+    assert [len(s) for s in (splits.train, splits.validation, splits.test)] == [54000, 6000, 10000]
+    assert splits.train.inputs.shape[1:] == (1, 28, 28) and splits.train.inputs.dtype == torch.float32
+    assert splits.train.inputs.mean().item() == pytest.approx(0.0, abs=0.02)  # normalised
+    assert sorted(splits.test.labels.unique().tolist()) == list(range(10))
 
 
 def test_real_fashion_mnist_loads(data_dir):
     splits = load_dataset("fashion-mnist", data_dir, download=False)
-    assert len(splits.test[0]) == 10000 and splits.num_classes == 10
+    assert len(splits.test) == 10000 and splits.num_classes == 10
 
 
 def test_missing_file_offline_says_which_file_to_put_where(tmp_path):
@@ -83,8 +83,8 @@ def test_data_root_prefers_argument_then_environment(monkeypatch, tmp_path):
 
 
 def test_batches_cover_every_sample_once_per_epoch_in_a_seeded_order():
-    data = (torch.arange(10).float(), torch.arange(10))
-    first = torch.cat([y for _, y in batches(data, 3, shuffle=True, generator=torch.Generator().manual_seed(1))])
-    again = torch.cat([y for _, y in batches(data, 3, shuffle=True, generator=torch.Generator().manual_seed(1))])
+    data = TensorSplit(torch.arange(10).float(), torch.arange(10))
+    first = torch.cat([y for _, y in data.batches(3, shuffle=True, generator=torch.Generator().manual_seed(1))])
+    again = torch.cat([y for _, y in data.batches(3, shuffle=True, generator=torch.Generator().manual_seed(1))])
     assert sorted(first.tolist()) == list(range(10)) and torch.equal(first, again)
     assert batch_count(data, 3) == 4

@@ -2,6 +2,6 @@
 from . import mnist  # noqa: F401  (registers mnist and fashion-mnist)
 from .files import DATA_DIR_VARIABLE, data_root
 from .registry import list_datasets, load_dataset
-from .splits import DataSplits, batch_count, batches
+from .splits import DataSplits, Split, TensorSplit, batch_count
 
-__all__ = ["DATA_DIR_VARIABLE", "DataSplits", "batch_count", "batches", "data_root", "list_datasets", "load_dataset"]
+__all__ = ["DATA_DIR_VARIABLE", "DataSplits", "Split", "TensorSplit", "batch_count", "data_root", "list_datasets", "load_dataset"]

@@ -10,7 +10,7 @@ import torch
 
 from ..errors import UserError
 from .files import verified_file
-from .splits import DataSplits, split_validation
+from .splits import DataSplits, TensorSplit, split_validation
 from .registry import register_dataset
 
 _IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
@@ -56,7 +56,7 @@ def _load(name: str, data_root: Path, download: bool) -> DataSplits:
         return ((torch.from_numpy(images.copy()).float() / 255.0 - mean) / std).unsqueeze(1)
 
     train, validation = split_validation(to_tensor(train_images), torch.from_numpy(train_labels.astype(np.int64)))
-    test = (to_tensor(test_images), torch.from_numpy(test_labels.astype(np.int64)))
+    test = TensorSplit(to_tensor(test_images), torch.from_numpy(test_labels.astype(np.int64)))
     return DataSplits(name=name, train=train, validation=validation, test=test, num_classes=10)
 
 

@@ -44,15 +44,15 @@ def build_sparsifier(config: TrainConfig, model: torch.nn.Module, optimizer: tor
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, split: data.splits.Pair, batch_size: int = 1000) -> tuple[float, float]:
+def evaluate(model: torch.nn.Module, split: data.Split, batch_size: int = 1000) -> tuple[float, float]:
     """(accuracy in %, mean loss) of ``model`` on an in-memory split."""
     model.eval()
     correct, loss_sum = 0, 0.0
-    for inputs, labels in data.batches(split, batch_size):
+    for inputs, labels in split.batches(batch_size):
         logits = model(inputs)
         loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
         correct += int((logits.argmax(1) == labels).sum())
-    count = len(split[0])
+    count = len(split)
     return 100.0 * correct / count, loss_sum / count
 
 
@@ -78,7 +78,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
         epoch_started = time.perf_counter()
         model.train()
         loss_sum = torch.zeros(())
-        bar = tqdm(data.batches(splits.train, config.batch_size, shuffle=True, generator=shuffle),
+        bar = tqdm(splits.train.batches(config.batch_size, shuffle=True, generator=shuffle),
                    total=steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}", leave=False,
                    disable=None if progress else True)
         for inputs, labels in bar:
