@@ -5,7 +5,7 @@
     ...  loss.backward(); sparsifier.step()          # in place of optimizer.step()
     sparsifier.update_masks()                          # at the end of every epoch
 """
-from .algorithms import METHODS, Dense, SparseMomentum, create_sparsifier
+from .algorithms import DSR, GMP, METHODS, SET, SNIP, Dense, RigL, SparseMomentum, Static, create_sparsifier
 from .core.sparsifier import Sparsifier, UpdateReport
 from .errors import UserError
 from .models import create_model, list_models, register_model
@@ -13,6 +13,6 @@ from .models import create_model, list_models, register_model
 __version__ = "0.1.0"
 
 __all__ = [
-    "METHODS", "Dense", "SparseMomentum", "Sparsifier", "UpdateReport", "UserError",
+    "DSR", "GMP", "METHODS", "SET", "SNIP", "Dense", "RigL", "SparseMomentum", "Static", "Sparsifier", "UpdateReport", "UserError",
     "create_model", "create_sparsifier", "list_models", "register_model",
 ]

@@ -46,3 +46,14 @@ def _group_of(optimizer: torch.optim.Optimizer, param: torch.Tensor) -> dict:
         if any(p is param for p in group["params"]):
             return group
     return {}
+
+
+@torch.no_grad()
+def reset_state_at(optimizer: torch.optim.Optimizer, param: torch.Tensor, positions: torch.Tensor) -> None:
+    """Zero every per-element optimizer buffer of ``param`` at ``positions`` (a boolean mask).
+
+    RigL starts grown weights from a clean slate; sparse momentum does not call this.
+    """
+    for value in optimizer.state.get(param, {}).values():
+        if isinstance(value, torch.Tensor) and value.shape == param.shape:
+            value.masked_fill_(positions, 0)

@@ -212,8 +212,10 @@ class Sparsifier:
             self.update_masks()
 
     def current_prune_rate(self) -> float:
+        """The schedule anneals over the updating part of training (``stop_fraction``), as RigL does."""
         return schedules.prune_rate_at(
-            self.prune_rate_schedule, self.prune_rate, self.final_prune_rate, self.step_count, self.total_steps
+            self.prune_rate_schedule, self.prune_rate, self.final_prune_rate,
+            self.step_count, self.stop_fraction * self.total_steps,
         )
 
     def update_due(self) -> bool:

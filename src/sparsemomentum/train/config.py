@@ -20,13 +20,19 @@ def option(default: Any, help: str, **extra: Any) -> Any:
     return field(default=default, metadata={"help": help, **extra})
 
 
+METHOD_OPTIONS = (
+    "prune_rate", "prune_rate_schedule", "final_prune_rate", "distribution", "prune", "redistribution",
+    "growth", "update_interval", "stop_fraction", "threshold", "tolerance", "start_fraction", "end_fraction",
+)
+
+
 @dataclass
 class TrainConfig:
     """Defaults are the paper's MNIST recipe (SGD 0.1, Nesterov 0.9, wd 5e-4, batch 100)."""
 
     model: str = option("lenet300-100", "registered model name, e.g. lenet300-100, lenet5-caffe")
-    dataset: str = option("mnist", "data set: mnist or fashion-mnist")
-    method: str = option("sparse-momentum", "training method: sparse-momentum or dense")
+    dataset: str = option("mnist", "data set: mnist, fashion-mnist, cifar10, cifar100 or imagenet")
+    method: str = option("sparse-momentum", "training method: sparse-momentum, set, dsr, rigl, snip, gmp, static or dense")
     density: float = option(0.05, "fraction of non-zero weights over all sparse layers, in (0, 1]")
     epochs: int = option(100, "training epochs")
     batch_size: int = option(100, "mini-batch size")
@@ -37,15 +43,20 @@ class TrainConfig:
     weight_decay: float = option(5e-4, "weight decay")
     lr_decay_every: int = option(25000, "multiply the learning rate by --lr-decay-factor every this many steps")
     lr_decay_factor: float = option(0.1, "learning-rate decay factor")
-    prune_rate: float = option(0.5, "initial fraction of each layer's weights replaced per update, in [0, 1)")
-    prune_rate_schedule: str = option("cosine", "cosine, linear or constant")
-    final_prune_rate: float = option(0.005, "prune rate at the end of training (cosine/linear)")
-    distribution: str = option("uniform", "initial density per layer: uniform, erdos_renyi or erk")
-    prune: str = option("magnitude", "which active weights to drop: magnitude")
-    redistribution: str = option("momentum", "regrowth per layer: momentum, magnitude, nonzero or none")
-    growth: str = option("momentum", "which missing weights to grow: momentum, random or gradient")
-    update_interval: int | None = option(None, "update masks every this many steps (default: each epoch)")
-    stop_fraction: float = option(1.0, "no mask updates after this fraction of training")
+    # Method options: None means "the method's own default" (sparse momentum: the paper's).
+    prune_rate: float | None = option(None, "initial fraction of each layer's weights replaced per update, in [0, 1) (SET: zeta)")
+    prune_rate_schedule: str | None = option(None, "cosine, linear or constant")
+    final_prune_rate: float | None = option(None, "prune rate at the end of the schedule (cosine/linear)")
+    distribution: str | None = option(None, "initial density per layer: uniform, erdos_renyi or erk")
+    prune: str | None = option(None, "which active weights to drop: magnitude")
+    redistribution: str | None = option(None, "regrowth per layer: momentum, magnitude, nonzero or none")
+    growth: str | None = option(None, "which missing weights to grow: momentum, random or gradient")
+    update_interval: int | None = option(None, "update masks every this many steps (sparse momentum default: each epoch)")
+    stop_fraction: float | None = option(None, "no mask updates after this fraction of training (RigL: 0.75)")
+    threshold: float | None = option(None, "DSR: initial global magnitude threshold")
+    tolerance: float | None = option(None, "DSR: allowed relative miss of the pruning target before the threshold adapts")
+    start_fraction: float | None = option(None, "GMP: fraction of training at which pruning starts")
+    end_fraction: float | None = option(None, "GMP: fraction of training at which the target density is reached")
     include: list[str] = option([], "only sparsify parameters whose name matches one of these patterns")
     exclude: list[str] = option([], "keep parameters whose name matches one of these patterns dense")
     seed: int = option(0, "random seed (masks, initialisation, data order)")
@@ -63,7 +74,7 @@ class TrainConfig:
             raise UserError(f"batch size must be a positive number, got {self.batch_size}.")
         if not 0.0 < self.density <= 1.0:
             raise UserError(f"density must be in (0, 1], got {self.density}; use e.g. 0.05 for 5 % non-zeros.")
-        if not 0.0 <= self.prune_rate < 1.0:
+        if self.prune_rate is not None and not 0.0 <= self.prune_rate < 1.0:
             raise UserError(f"prune rate must be in [0, 1), got {self.prune_rate}; the paper uses 0.5.")
         if self.lr <= 0:
             raise UserError(f"learning rate must be positive, got {self.lr}.")
@@ -81,6 +92,10 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def method_options(self) -> dict[str, Any]:
+        """The method options this run sets explicitly; the method supplies the rest."""
+        return {name: getattr(self, name) for name in METHOD_OPTIONS if getattr(self, name) is not None}
 
     @classmethod
     def field_specs(cls):

@@ -33,13 +33,8 @@ def build_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.
 
 
 def build_sparsifier(config: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer, total_steps: int) -> Sparsifier:
-    options = dict(
-        density=config.density, total_steps=total_steps, prune_rate=config.prune_rate,
-        prune_rate_schedule=config.prune_rate_schedule, final_prune_rate=config.final_prune_rate,
-        distribution=config.distribution, prune=config.prune, redistribution=config.redistribution,
-        growth=config.growth, update_interval=config.update_interval, stop_fraction=config.stop_fraction,
-        include=tuple(config.include), exclude=tuple(config.exclude), seed=config.seed,
-    )
+    options = dict(config.method_options(), density=config.density, total_steps=total_steps, seed=config.seed,
+                   include=tuple(config.include), exclude=tuple(config.exclude))
     return algorithms.create_sparsifier(config.method, model, optimizer, **options)
 
 
@@ -71,7 +66,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     lr_schedule = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_decay_every, config.lr_decay_factor)
     shuffle = torch.Generator().manual_seed(config.seed)
     if run:
-        run.write_json(RunFolder.CONFIG, config.to_dict())
+        run.write_json(RunFolder.CONFIG, {**config.to_dict(), "resolved": algorithms.resolved_options(sparsifier)})
 
     started = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
@@ -91,7 +86,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
         train_loss = float(loss_sum) / steps_per_epoch
         if not torch.isfinite(torch.tensor(train_loss)):
             raise UserError(f"the training loss became {train_loss} in epoch {epoch}; lower --lr and run again.")
-        if config.update_interval is None:
+        if sparsifier.update_interval is None:
             sparsifier.update_masks()
         validation_accuracy, validation_loss = evaluate(model, splits.validation)
         record = {
@@ -117,7 +112,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     test_accuracy, test_loss = evaluate(model, splits.test)
     summary = {
         "model": config.model, "dataset": config.dataset, "method": config.method,
-        "density": config.density, "seed": config.seed, "epochs": config.epochs,
+        "density": sparsifier.density, "seed": config.seed, "epochs": config.epochs,
         "test_accuracy": test_accuracy, "test_error": 100.0 - test_accuracy, "test_loss": test_loss,
         "validation_accuracy": validation_accuracy,
         "nonzero": sparsifier.nonzero_count(), "target_nonzero": sparsifier.target_nonzero_count(),

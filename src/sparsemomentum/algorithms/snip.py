@@ -1,0 +1,58 @@
+"""SNIP (Lee et al. 2019): prune once at initialisation by connection sensitivity, then static."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..core import selection
+from ..core.sparsifier import Sparsifier
+
+
+@dataclass(eq=False)
+class SNIP(Sparsifier):
+    """Keeps the weights with the largest |w x gradient|, ranked over all layers at once.
+
+    The scores need one batch's gradient at initialisation, which is exactly what the first
+    ``step()`` receives: the model trains dense for no step at all, since the mask is chosen
+    and applied before the optimizer moves anything. Masks are never updated afterwards.
+    """
+
+    prune_rate_schedule: str = "constant"
+    redistribution: str = "none"
+    growth: str = "random"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.scored = False
+
+    def initial_masks(self) -> dict[str, torch.Tensor]:
+        return {name: torch.ones_like(w, dtype=torch.bool) for name, w in self.weights.items()}
+
+    @torch.no_grad()
+    def choose_masks_from_gradients(self) -> None:
+        names = list(self.weights)
+        scores = [(self.weights[n] * self.weights[n].grad).abs().flatten()
+                  if self.weights[n].grad is not None else torch.zeros(self.weights[n].numel(), device=self.weights[n].device)
+                  for n in names]
+        everything = torch.cat([s.cpu() for s in scores])
+        keep = selection.grow_largest(torch.zeros_like(everything, dtype=torch.bool), everything, self.target_nonzero_count())
+        for name, part in zip(names, keep.split([s.numel() for s in scores])):
+            self.masks[name] = part.view_as(self.weights[name]).to(self.weights[name].device)
+        self.scored = True
+
+    def step(self) -> None:
+        if not self.scored:
+            self.choose_masks_from_gradients()
+            self.apply_masks()
+        super().step()
+
+    def update_due(self) -> bool:
+        return False
+
+    def state_dict(self):
+        return {**super().state_dict(), "scored": self.scored}
+
+    def load_state_dict(self, state) -> None:
+        super().load_state_dict(state)
+        self.scored = bool(state["scored"])
