@@ -16,7 +16,7 @@ def run_cli(*arguments, data_dir=None):
 def test_short_real_training_writes_a_complete_run_folder(tmp_path, data_dir):
     out = tmp_path / "run"
     assert run_cli("--epochs", "2", "--seed", "3", "--out", str(out), data_dir=data_dir) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "curves.png", "density.png", "metrics.jsonl", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint-previous.pt", "checkpoint.pt", "config.json", "curves.png", "density.png", "metrics.jsonl", "summary.json"]
     config = json.loads((out / "config.json").read_text())
     assert config["density"] == 0.05 and config["lr"] == 0.1 and config["nesterov"] is True and config["seed"] == 3
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

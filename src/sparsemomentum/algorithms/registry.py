@@ -46,5 +46,5 @@ def create_sparsifier(method: str, model: nn.Module, optimizer: torch.optim.Opti
 
 def resolved_options(sparsifier: Sparsifier) -> dict[str, Any]:
     """Every setting the method ended up with, its own defaults included (for config.json)."""
-    skip = {"model", "optimizer", "layer_types"}
+    skip = {"model", "optimizer", "layer_types", "mask_check"}
     return {f.name: getattr(sparsifier, f.name) for f in fields(sparsifier) if f.init and f.name not in skip}

@@ -41,11 +41,11 @@ class SNIP(Sparsifier):
             self.masks[name] = part.view_as(self.weights[name]).to(self.weights[name].device)
         self.scored = True
 
-    def step(self) -> None:
+    def step(self, scaler: torch.amp.GradScaler | None = None) -> bool:
         if not self.scored:
             self.choose_masks_from_gradients()
             self.apply_masks()
-        super().step()
+        return super().step(scaler)
 
     def update_due(self) -> bool:
         return False

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -80,6 +80,7 @@ class Sparsifier:
     include: Sequence[str] = ()
     exclude: Sequence[str] = ()
     seed: int = 0
+    mask_check: Callable[[dict[str, torch.Tensor]], None] | None = field(default=None, repr=False)
 
     step_count: int = field(default=0, init=False)
     update_count: int = field(default=0, init=False)
@@ -203,13 +204,26 @@ class Sparsifier:
         """Zero every masked weight: one fused multiply over all sparse tensors."""
         torch._foreach_mul_(list(self.weights.values()), list(self.masks.values()))
 
-    def step(self) -> None:
-        """``optimizer.step()``, re-mask, advance the schedule; update masks if one is due."""
-        self.optimizer.step()
+    def step(self, scaler: torch.amp.GradScaler | None = None) -> bool:
+        """``optimizer.step()``, re-mask, advance the schedule; update masks if one is due.
+
+        With a gradient ``scaler`` (float16 mixed precision), a step the scaler skips for
+        inf/NaN gradients changed no weight, so it does not advance the schedule either.
+        Returns whether the step was taken.
+        """
+        if scaler is None:
+            self.optimizer.step()
+        else:
+            scale = scaler.get_scale()
+            scaler.step(self.optimizer)
+            scaler.update()
+            if scaler.get_scale() < scale:
+                return False
         self.apply_masks()
         self.step_count += 1
         if self.update_interval is not None and self.step_count % self.update_interval == 0:
             self.update_masks()
+        return True
 
     def current_prune_rate(self) -> float:
         """The schedule anneals over the updating part of training (``stop_fraction``), as RigL does."""
@@ -238,6 +252,8 @@ class Sparsifier:
             self.masks[name] = selection.grow_largest(self.masks[name], self.growth_scores(name), count)
         self.after_growth({n: self.masks[n] & ~before[n] for n in self.masks})
         self.apply_masks()
+        if self.mask_check is not None:
+            self.mask_check(self.masks)
         self.update_count += 1
         report = UpdateReport(self.step_count, prune_rate, removed, regrow)
         self.history.append(report)

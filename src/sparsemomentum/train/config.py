@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+import torch
+
 from ..algorithms import METHODS
 from ..data import list_datasets
 from ..errors import UserError
@@ -65,6 +67,10 @@ class TrainConfig:
     out: str | None = option(None, "run folder for config.json, metrics.jsonl, summary.json and plots")
     overwrite: bool = option(False, "replace the contents of an existing run folder")
     threads: int | None = option(None, "CPU threads for torch (default: torch's own choice)")
+    device: str | None = option(None, "cpu or cuda (default: cuda when available)")
+    amp: bool = option(False, "mixed precision: bfloat16 autocast on CPU, float16 with a gradient scaler on CUDA")
+    checkpoint_every: int | None = option(None, "also checkpoint every this many steps (always: every epoch)")
+    resume: str | None = option(None, "continue the run in this folder from its last checkpoint (other options come from its config.json)")
 
     def validate(self) -> "TrainConfig":
         """Refuse values no run can use, with one sentence each, before anything is loaded."""
@@ -86,6 +92,12 @@ class TrainConfig:
                                   ("method", self.method, sorted(METHODS))):
             if name not in known:
                 raise UserError(f"unknown {kind} {name!r}; choose one of: {', '.join(known)}.")
+        if self.checkpoint_every is not None and self.checkpoint_every <= 0:
+            raise UserError(f"--checkpoint-every must be a positive number of steps, got {self.checkpoint_every}.")
+        if self.device is not None and self.device.split(":")[0] not in ("cpu", "cuda"):
+            raise UserError(f"unknown device {self.device!r}; use cpu or cuda.")
+        if self.device is not None and self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise UserError("--device cuda was asked for but no CUDA device is available; use --device cpu.")
         if self.threads is not None and self.threads <= 0:
             raise UserError(f"threads must be a positive number, got {self.threads}.")
         return self
@@ -100,3 +112,20 @@ class TrainConfig:
     @classmethod
     def field_specs(cls):
         return fields(cls)
+
+    @classmethod
+    def from_run(cls, run_dir: str, **overrides: Any) -> "TrainConfig":
+        """The configuration a run folder was started with (for --resume), plus ``overrides``."""
+        import json
+        from pathlib import Path
+
+        path = Path(run_dir) / "config.json"
+        try:
+            saved = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise UserError(f"{run_dir} is not a run folder (no config.json); pass the --out folder of an earlier run.") from None
+        except json.JSONDecodeError:
+            raise UserError(f"{path} is damaged (not JSON); the run cannot be resumed, start it again.") from None
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in saved.items() if k in known}
+        return cls(**{**values, **overrides, "resume": str(run_dir), "out": str(run_dir)})

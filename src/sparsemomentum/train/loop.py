@@ -1,25 +1,36 @@
 """The training loop, to be read top to bottom.
 
     config -> data -> model -> optimizer -> sparsifier -> epochs (step, update masks,
-    validate, log) -> test -> summary
+    validate, log, checkpoint) -> test -> summary
 
 Everything the run decides is in the config; everything it learns goes to the run folder.
+Under torchrun every rank runs this same function on its shard of each global batch; only
+rank 0 writes files and shows progress.
 """
 from __future__ import annotations
 
+import contextlib
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from .. import algorithms, data, models
 from ..analysis.plots import plot_run
 from ..core.sparsifier import Sparsifier
 from ..errors import UserError
+from . import distributed
+from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .run_folder import RunFolder
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 def build_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -32,63 +43,124 @@ def build_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.
     return adam(model.parameters(), lr=config.lr, betas=(config.momentum, 0.999), weight_decay=config.weight_decay)
 
 
-def build_sparsifier(config: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer, total_steps: int) -> Sparsifier:
+def build_sparsifier(config: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer, total_steps: int,
+                     group: distributed.ProcessGroup = distributed.ProcessGroup()) -> Sparsifier:
     options = dict(config.method_options(), density=config.density, total_steps=total_steps, seed=config.seed,
                    include=tuple(config.include), exclude=tuple(config.exclude))
+    if group.distributed:
+        options["mask_check"] = lambda masks: distributed.check_masks_agree(masks, group)
     return algorithms.create_sparsifier(config.method, model, optimizer, **options)
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, split: data.Split, batch_size: int = 1000) -> tuple[float, float]:
-    """(accuracy in %, mean loss) of ``model`` on an in-memory split."""
+def evaluate(model: torch.nn.Module, split: data.Split, device: torch.device, batch_size: int = 1000) -> tuple[float, float]:
+    """(accuracy in %, mean loss) of ``model`` on a split."""
     model.eval()
     correct, loss_sum = 0, 0.0
     for inputs, labels in split.batches(batch_size):
+        inputs, labels = inputs.to(device), labels.to(device)
         logits = model(inputs)
-        loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
+        loss_sum += float(F.cross_entropy(logits.float(), labels, reduction="sum"))
         correct += int((logits.argmax(1) == labels).sum())
     count = len(split)
     return 100.0 * correct / count, loss_sum / count
 
 
 def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
-    """Run one training and return its summary (also written to the run folder, if any)."""
+    """Run (or resume) one training and return its summary (also written to the run folder)."""
+    if config.resume:
+        config = TrainConfig.from_run(config.resume, data_dir=config.data_dir, threads=config.threads)
     config.validate()
     if config.threads:
         torch.set_num_threads(config.threads)
-    run = RunFolder(config.out, config.overwrite) if config.out else None
+    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    group = distributed.setup(device)
+    try:
+        return _train(config, progress and group.is_main, device, group)
+    finally:
+        distributed.teardown(group)
+
+
+def _train(config: TrainConfig, progress: bool, device: torch.device, group: distributed.ProcessGroup) -> dict[str, Any]:
+    run = None
+    if config.out and group.is_main:
+        run = RunFolder(config.out, config.overwrite, resume=bool(config.resume))
     torch.manual_seed(config.seed)
     splits = data.load_dataset(config.dataset, data.data_root(config.data_dir), config.download)
-    model = models.create_model(config.model, num_classes=splits.num_classes)
+    model = models.create_model(config.model, num_classes=splits.num_classes).to(device)
     optimizer = build_optimizer(config, model)
     steps_per_epoch = data.batch_count(splits.train, config.batch_size)
-    sparsifier = build_sparsifier(config, model, optimizer, config.epochs * steps_per_epoch)
+    sparsifier = build_sparsifier(config, model, optimizer, config.epochs * steps_per_epoch, group)
     lr_schedule = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_decay_every, config.lr_decay_factor)
     shuffle = torch.Generator().manual_seed(config.seed)
-    if run:
+    scaler = torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None
+    autocast = (torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16)
+                if config.amp else contextlib.nullcontext())
+    network = DistributedDataParallel(model) if group.distributed else model
+
+    def checkpoint(epoch: int, step_in_epoch: int, epoch_shuffle_state: torch.Tensor, loss_sum: torch.Tensor) -> None:
+        """Everything needed to continue bit-identically: the run goes on at step ``step_in_epoch``
+        + 1 of ``epoch``, whose batch order comes from ``epoch_shuffle_state``."""
+        if run is None:
+            return
+        save_checkpoint(run.path, {
+            "epoch": epoch, "step_in_epoch": step_in_epoch, "loss_sum": loss_sum,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "sparsifier": sparsifier.state_dict(),
+            "lr_schedule": lr_schedule.state_dict(), "scaler": scaler.state_dict() if scaler else {},
+            "epoch_shuffle_state": epoch_shuffle_state, "torch_rng": torch.get_rng_state(),
+            "num_classes": splits.num_classes,
+        })
+
+    first_epoch, skip_steps, resumed_loss = 1, 0, torch.zeros(())
+    if config.resume:
+        state = load_checkpoint(Path(config.out))
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        sparsifier.load_state_dict(state["sparsifier"])
+        lr_schedule.load_state_dict(state["lr_schedule"])
+        if scaler:
+            scaler.load_state_dict(state["scaler"])
+        shuffle.set_state(state["epoch_shuffle_state"])
+        torch.set_rng_state(state["torch_rng"])
+        first_epoch, skip_steps, resumed_loss = state["epoch"], state["step_in_epoch"], state["loss_sum"]
+        if run:
+            run.keep_metrics_before(first_epoch)
+    elif run:
         run.write_json(RunFolder.CONFIG, {**config.to_dict(), "resolved": algorithms.resolved_options(sparsifier)})
 
     started = time.perf_counter()
-    for epoch in range(1, config.epochs + 1):
+    validation_accuracy = None
+    for epoch in range(first_epoch, config.epochs + 1):
         epoch_started = time.perf_counter()
-        model.train()
-        loss_sum = torch.zeros(())
-        bar = tqdm(splits.train.batches(config.batch_size, shuffle=True, generator=shuffle),
-                   total=steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}", leave=False,
+        epoch_shuffle_state = shuffle.get_state()
+        network.train()
+        loss_sum = resumed_loss if epoch == first_epoch else torch.zeros(())
+        batches = splits.train.batches(config.batch_size, shuffle=True, generator=shuffle)
+        bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}", leave=False,
                    disable=None if progress else True)
-        for inputs, labels in bar:
+        for step_in_epoch, (inputs, labels) in enumerate(bar, start=1):
+            if epoch == first_epoch and step_in_epoch <= skip_steps:
+                continue  # replayed only to advance the shuffle and augmentation RNG exactly
+            inputs, labels = distributed.shard(inputs.to(device), labels.to(device), group)
             optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(inputs), labels)
-            loss.backward()
-            sparsifier.step()
+            with autocast:
+                loss = F.cross_entropy(network(inputs), labels)
+            (scaler.scale(loss) if scaler else loss).backward()
+            sparsifier.step(scaler)
             lr_schedule.step()
-            loss_sum += loss.detach()
+            loss_sum += loss.detach().float().cpu()
+            if config.checkpoint_every and sparsifier.step_count % config.checkpoint_every == 0:
+                if torch.isfinite(loss_sum):
+                    checkpoint(epoch, step_in_epoch, epoch_shuffle_state, loss_sum)
         train_loss = float(loss_sum) / steps_per_epoch
         if not torch.isfinite(torch.tensor(train_loss)):
-            raise UserError(f"the training loss became {train_loss} in epoch {epoch}; lower --lr and run again.")
+            where = f"; the last good checkpoint is kept in {run.path}" if run else ""
+            raise TrainingDiverged(
+                f"the training loss became {train_loss} in epoch {epoch}{where}; lower --lr (or drop --amp) and start again."
+            )
         if sparsifier.update_interval is None:
             sparsifier.update_masks()
-        validation_accuracy, validation_loss = evaluate(model, splits.validation)
+        validation_accuracy, validation_loss = evaluate(network, splits.validation, device)
         record = {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -102,14 +174,17 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
         }
         if run:
             run.append_metrics(record)
+        checkpoint(epoch + 1, 0, shuffle.get_state(), torch.zeros(()))
         if progress:
+            density = sparsifier.nonzero_count() / sum(m.numel() for m in sparsifier.masks.values())
             tqdm.write(
                 f"epoch {epoch:3d}  loss {train_loss:.4f}  val acc {validation_accuracy:6.2f} %  "
-                f"density {sparsifier.nonzero_count() / sum(m.numel() for m in sparsifier.masks.values()):.4f}  "
-                f"prune rate {record['prune_rate']:.3f}  {record['seconds']:.1f} s"
+                f"density {density:.4f}  prune rate {record['prune_rate']:.3f}  {record['seconds']:.1f} s"
             )
 
-    test_accuracy, test_loss = evaluate(model, splits.test)
+    test_accuracy, test_loss = evaluate(network, splits.test, device)
+    if validation_accuracy is None:  # resumed from the final checkpoint: no epoch ran here
+        validation_accuracy = evaluate(network, splits.validation, device)[0]
     summary = {
         "model": config.model, "dataset": config.dataset, "method": config.method,
         "density": sparsifier.density, "seed": config.seed, "epochs": config.epochs,
@@ -119,6 +194,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
         "layer_density": sparsifier.layer_densities(),
         "mask_updates": sparsifier.update_count,
         "seconds": time.perf_counter() - started,
+        "processes": group.world_size,
     }
     if run:
         run.write_json(RunFolder.SUMMARY, summary)

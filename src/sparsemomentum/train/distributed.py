@@ -1,0 +1,81 @@
+"""Several processes with PyTorch's own engine (torchrun + DistributedDataParallel).
+
+Masks must be identical on every rank at every moment. They start identical because every
+rank draws them from the same seed; they stay identical because every statistic an update
+reads is (weights, momentum and gradients after DDP's all-reduce, a generator seeded the
+same everywhere). :func:`check_masks_agree` verifies this cheaply at each update and stops
+the run with a clear error instead of training on with diverged masks.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from ..errors import UserError
+
+
+@dataclass(frozen=True)
+class ProcessGroup:
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def setup(device: torch.device) -> ProcessGroup:
+    """Join the group torchrun describes in the environment; a single process otherwise."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return ProcessGroup()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return ProcessGroup(dist.get_rank(), dist.get_world_size())
+
+
+def teardown(group: ProcessGroup) -> None:
+    if group.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def shard(inputs: torch.Tensor, labels: torch.Tensor, group: ProcessGroup) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's part of a global batch: every sample is seen by exactly one rank."""
+    if not group.distributed:
+        return inputs, labels
+    return inputs[group.rank :: group.world_size], labels[group.rank :: group.world_size]
+
+
+def mask_checksum(masks: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Count and index sum of the active positions: two int64s per mask, cheap to compare."""
+    parts = []
+    for mask in masks.values():
+        positions = mask.flatten().nonzero().flatten()
+        parts.append(torch.stack([positions.numel() * torch.ones((), dtype=torch.int64, device=mask.device), positions.sum()]))
+    return torch.cat(parts)
+
+
+def check_masks_agree(masks: dict[str, torch.Tensor], group: ProcessGroup) -> None:
+    """Stop the run if any rank's masks differ from rank 0's."""
+    if not group.distributed:
+        return
+    local = mask_checksum(masks)
+    gathered = [torch.empty_like(local) for _ in range(group.world_size)]
+    dist.all_gather(gathered, local)
+    disagreeing = [rank for rank, checksum in enumerate(gathered) if not torch.equal(checksum, gathered[0])]
+    if disagreeing:
+        raise MaskDivergence(
+            f"the masks of rank(s) {disagreeing} differ from rank 0's after a mask update; the run is stopped "
+            "so no rank trains on a different mask (check that every rank uses the same seed and code)."
+        )
+
+
+class MaskDivergence(UserError):
+    """Ranks hold different masks: training on would silently train different networks."""
