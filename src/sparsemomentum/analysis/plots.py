@@ -9,7 +9,7 @@ from pathlib import Path
 from ..train.run_folder import read_metrics
 
 
-def _figure_module():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -18,7 +18,7 @@ def _figure_module():
     return plt
 
 
-def _save(figure, path: Path) -> None:
+def save_figure(figure, path: Path) -> None:
     """Write through a temporary file so a killed run never leaves a half-written PNG."""
     temporary = path.with_name(f".{path.name}.tmp.png")
     figure.savefig(temporary, dpi=120, bbox_inches="tight")
@@ -27,7 +27,7 @@ def _save(figure, path: Path) -> None:
 
 def plot_run(run_dir: str | os.PathLike) -> list[Path]:
     """Write density.png and curves.png into ``run_dir``; returns their paths."""
-    plt = _figure_module()
+    plt = pyplot()
     run_dir = Path(run_dir)
     metrics = read_metrics(run_dir)
     epochs = [m["epoch"] for m in metrics]
@@ -39,7 +39,7 @@ def plot_run(run_dir: str | os.PathLike) -> list[Path]:
     axis.set(xlabel="epoch", ylabel="density of layer (%)", title="Per-layer density over training")
     axis.grid(alpha=0.3)
     axis.legend(fontsize="small")
-    _save(figure, run_dir / "density.png")
+    save_figure(figure, run_dir / "density.png")
     plt.close(figure)
     written.append(run_dir / "density.png")
 
@@ -52,7 +52,7 @@ def plot_run(run_dir: str | os.PathLike) -> list[Path]:
     accuracy_axis.set(xlabel="epoch", ylabel="validation accuracy (%)", title="Validation accuracy")
     for axis in (loss_axis, accuracy_axis):
         axis.grid(alpha=0.3)
-    _save(figure, run_dir / "curves.png")
+    save_figure(figure, run_dir / "curves.png")
     plt.close(figure)
     written.append(run_dir / "curves.png")
     return written

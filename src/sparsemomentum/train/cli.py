@@ -44,7 +44,44 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train one model; defaults are the paper's MNIST recipe.",
     )
     _add_config_flags(train_parser)
+
+    sweep_parser = commands.add_parser(
+        "sweep", help="train every run of an experiment file, skipping finished ones",
+        description="Train the grid of runs an experiment file (TOML) describes; rerunning resumes where it stopped.",
+    )
+    sweep_parser.add_argument("experiment", help="experiment file, e.g. experiments/mnist-lenet300.toml")
+    sweep_parser.add_argument("--out", help="sweep folder (default: runs/<experiment file name without .toml>)")
+    sweep_parser.add_argument("--data-dir", help="folder holding mnist/ and fashion-mnist/ (default: $SPARSEMOMENTUM_DATA)")
+    sweep_parser.add_argument("--dry-run", action="store_true", help="list the runs still to do and stop")
+    sweep_parser.add_argument("--jobs", type=int, default=1,
+                              help="runs trained in parallel processes, one thread each (default: 1)")
+
+    report_parser = commands.add_parser(
+        "report", help="tables and figures over finished runs",
+        description="Write report.md (test error per method and density beside the paper's) and PNG figures.",
+    )
+    report_parser.add_argument("path", help="a run folder or a folder holding run folders, e.g. runs/mnist-lenet300")
+    report_parser.add_argument("--out", help="folder for report.md and the figures (default: PATH)")
+    report_parser.add_argument("--density", type=float,
+                               help="density of the layer-density and learning-curve figures (default: 0.05 or the nearest)")
     return parser
+
+
+def _sweep(experiment: str, out: str | None, data_dir: str | None, dry_run: bool, jobs: int) -> None:
+    from .sweep import load_experiment, run_sweep
+
+    loaded = load_experiment(experiment, out, data_dir)
+    if dry_run:
+        print(loaded.plan())
+        return
+    trained = run_sweep(loaded, jobs)
+    print(f"trained {trained} of {len(loaded.runs)} runs (the others were already finished); results in {loaded.out / 'results.csv'}")
+
+
+def _report(path: str, out: str | None, density: float | None) -> None:
+    from ..analysis.report import write_report
+
+    print(f"wrote {write_report(path, out, density)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,6 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"test accuracy {summary['test_accuracy']:.2f} % (error {summary['test_error']:.2f} %), "
                 f"{summary['nonzero']} of target {summary['target_nonzero']} non-zeros, {summary['seconds']:.1f} s"
             )
+        elif command == "sweep":
+            _sweep(**arguments)
+        elif command == "report":
+            _report(**arguments)
     except UserError as error:
         print(f"sparsemomentum: error: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,282 @@
+"""A report over finished runs: the paper's error table with our mean ± SE beside its numbers,
+and the figures that explain them (layer densities, learning curves, error vs density).
+
+Any folder works: a single run folder, a sweep folder, or anything holding run folders with
+summary.json. Runs are grouped by (model, dataset) into one table each; a row is a method or
+sweep variant, a column a density, and seeds are what the mean and standard error run over.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from ..algorithms import METHODS
+from ..errors import UserError
+from ..train.run_folder import RunFolder, read_metrics, write_atomically
+from ..train.sweep import arm_from_path, density_folder
+from .paper import CITATION, paper_error
+from .plots import pyplot, save_figure
+
+DEFAULT_DENSITY = 0.05
+REPORT = "report.md"
+
+
+@dataclass
+class RunRecord:
+    path: Path
+    label: str
+    summary: dict[str, Any]
+
+    @property
+    def dense(self) -> bool:
+        return self.summary["method"] == "dense"
+
+    @property
+    def density(self) -> float:
+        return round(self.summary["density"], 6)
+
+    @cached_property
+    def metrics(self) -> list[dict[str, Any]]:
+        return read_metrics(self.path) if (self.path / RunFolder.METRICS).exists() else []
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Test error (%) over the seeds of one (row, density)."""
+
+    mean: float
+    se: float | None
+    n: int
+
+    @classmethod
+    def of(cls, errors: list[float]) -> "Cell":
+        se = statistics.stdev(errors) / math.sqrt(len(errors)) if len(errors) > 1 else None
+        return cls(statistics.fmean(errors), se, len(errors))
+
+    def __str__(self) -> str:
+        spread = f" ± {self.se:.2f}" if self.se is not None else ""
+        return f"{self.mean:.2f}{spread} ({self.n})"
+
+
+def find_runs(root: str | os.PathLike) -> list[RunRecord]:
+    """Every finished run at or below ``root``, labelled by its sweep variant or else its method."""
+    root = Path(root)
+    if not root.exists():
+        raise UserError(f"{root} does not exist; pass a run folder or a sweep folder.")
+    runs = []
+    for summary_file in sorted(root.rglob(RunFolder.SUMMARY)):
+        run_dir = summary_file.parent
+        summary = json.loads(summary_file.read_text())
+        config_file = run_dir / RunFolder.CONFIG
+        label = arm_from_path(run_dir, json.loads(config_file.read_text())) if config_file.exists() else None
+        runs.append(RunRecord(run_dir, label or summary["method"], summary))
+    if not runs:
+        raise UserError(f"no finished runs (summary.json) under {root}; train some with `sparsemomentum sweep` or `train` first.")
+    return runs
+
+
+class Group:
+    """The runs of one (model, dataset): one table and one set of figures."""
+
+    def __init__(self, model: str, dataset: str, runs: list[RunRecord]) -> None:
+        self.model, self.dataset, self.runs = model, dataset, runs
+        self.methods = {run.label: run.summary["method"] for run in runs}
+        order = list(METHODS)
+        self.labels = sorted(self.methods, key=lambda label: (
+            self.methods[label] == "dense", order.index(label) if label in order else len(order), label))
+        self.densities = sorted({run.density for run in runs})
+        errors: dict[tuple[str, float], list[float]] = defaultdict(list)
+        for run in runs:
+            errors[run.label, run.density].append(run.summary["test_error"])
+        self.cells = {key: Cell.of(values) for key, values in errors.items()}
+
+    @property
+    def title(self) -> str:
+        return f"{self.model} on {self.dataset}"
+
+    def paper(self, label: str, density: float) -> float | None:
+        return paper_error(self.model, self.dataset, label, density)
+
+    def best_sparse(self) -> dict[float, str]:
+        """Per density, the sparse row with the lowest mean test error."""
+        best = {}
+        for density in self.densities:
+            candidates = [label for label in self.labels if self.methods[label] != "dense" and (label, density) in self.cells]
+            if candidates:
+                best[density] = min(candidates, key=lambda label: self.cells[label, density].mean)
+        return best
+
+    def figure_density(self, requested: float | None) -> float:
+        """The density of figures (a) and (b): the requested one, else 5 %, else the nearest sparse one."""
+        sparse = sorted({run.density for run in self.runs if not run.dense}) or self.densities
+        if requested is not None:
+            if round(requested, 6) not in self.densities:
+                raise UserError(f"no runs at density {requested:g} for {self.title}; choose one of: {', '.join(f'{d:g}' for d in self.densities)}.")
+            return round(requested, 6)
+        return min(sparse, key=lambda density: abs(math.log(density / DEFAULT_DENSITY)))
+
+    def table(self) -> list[str]:
+        paper_columns = {d for d in self.densities if any(self.paper(label, d) is not None for label in self.labels)}
+        header, rule = ["method"], ["---"]
+        for density in self.densities:
+            header.append(_percent(density))
+            rule.append("---:")
+            if density in paper_columns:
+                header.append("paper")
+                rule.append("---:")
+        lines = [_row(header), _row(rule)]
+        for label in self.labels:
+            cells = [label]
+            for density in self.densities:
+                cells.append(str(self.cells.get((label, density), "–")))
+                if density in paper_columns:
+                    reference = self.paper(label, density)
+                    cells.append("–" if reference is None else f"{reference:g}")
+            lines.append(_row(cells))
+        return lines
+
+
+def _percent(density: float) -> str:
+    return f"{100 * density:g} %"
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _colors(labels: list[str]) -> dict[str, str]:
+    """One color per row, the same in every figure."""
+    return {label: f"C{index % 10}" for index, label in enumerate(labels)}
+
+
+def plot_layer_density(group: Group, density: float, path: Path) -> None:
+    """(a) The paper's redistribution figure: per-layer density over epochs, one run per row."""
+    plt = pyplot()
+    chosen = {}
+    for run in sorted(group.runs, key=lambda run: run.summary["seed"]):
+        if run.density == density and run.metrics:
+            chosen.setdefault(run.label, run)
+    labels = [label for label in group.labels if label in chosen]
+    columns = min(len(labels), 4)
+    rows = math.ceil(len(labels) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.2 * rows), sharey=True, squeeze=False,
+                                layout="constrained")
+    for axis, label in zip(axes.flat, labels):
+        metrics = chosen[label].metrics
+        epochs = [m["epoch"] for m in metrics]
+        for layer in metrics[0]["layer_density"]:
+            axis.plot(epochs, [100 * m["layer_density"][layer] for m in metrics], label=layer)
+        axis.set(title=f"{label} (seed {chosen[label].summary['seed']})", xlabel="epoch")
+        axis.grid(alpha=0.3)
+    for axis in axes.flat[len(labels):]:
+        axis.set_visible(False)
+    for axis in axes[:, 0]:
+        axis.set_ylabel("density of layer (%)")
+    axes.flat[0].legend(fontsize="small")
+    figure.suptitle(f"Per-layer density over training, {group.title}, {_percent(density)} overall")
+    save_figure(figure, path)
+    plt.close(figure)
+
+
+def _mean_curve(runs: list[RunRecord]) -> tuple[list[int], list[float]]:
+    by_epoch: dict[int, list[float]] = defaultdict(list)
+    for run in runs:
+        for record in run.metrics:
+            by_epoch[record["epoch"]].append(record["validation_accuracy"])
+    epochs = sorted(by_epoch)
+    return epochs, [statistics.fmean(by_epoch[epoch]) for epoch in epochs]
+
+
+def plot_validation_accuracy(group: Group, density: float, path: Path) -> None:
+    """(b) Validation accuracy per epoch, mean over seeds, per row at one density; dense dashed."""
+    plt = pyplot()
+    colors = _colors(group.labels)
+    figure, axis = plt.subplots(figsize=(6.4, 4.0))
+    for label in group.labels:
+        runs = [run for run in group.runs if run.label == label and run.metrics and (run.density == density or run.dense)]
+        if runs:
+            epochs, accuracy = _mean_curve(runs)
+            axis.plot(epochs, accuracy, color=colors[label], linestyle="--" if runs[0].dense else "-",
+                      label=f"{label} (n={len(runs)})")
+    axis.set(xlabel="epoch", ylabel="validation accuracy (%)",
+             title=f"Validation accuracy, {group.title}, {_percent(density)} density")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize="small")
+    save_figure(figure, path)
+    plt.close(figure)
+
+
+def plot_error_vs_density(group: Group, path: Path) -> None:
+    """(c) Test error vs density with standard-error bars; dense and the paper as references."""
+    plt = pyplot()
+    colors = _colors(group.labels)
+    figure, axis = plt.subplots(figsize=(6.4, 4.2))
+    for label in group.labels:
+        points = [(d, group.cells[label, d]) for d in group.densities if (label, d) in group.cells]
+        if group.methods[label] == "dense":
+            for _, cell in points:
+                axis.axhline(cell.mean, color=colors[label], linestyle="--", label=f"{label} ({cell})")
+                if cell.se:
+                    axis.axhspan(cell.mean - cell.se, cell.mean + cell.se, color=colors[label], alpha=0.15)
+            continue
+        densities = [100 * d for d, _ in points]
+        axis.errorbar(densities, [c.mean for _, c in points], yerr=[c.se or 0.0 for _, c in points],
+                      color=colors[label], marker="o", capsize=3, label=label)
+        reference = [(100 * d, value) for d in group.densities if (value := group.paper(label, d)) is not None]
+        if reference:
+            axis.scatter(*zip(*reference), facecolors="none", edgecolors=colors[label], marker="s", zorder=3)
+    if any(group.paper(label, d) is not None for label in group.labels for d in group.densities):
+        axis.scatter([], [], facecolors="none", edgecolors="gray", marker="s", label=f"{CITATION} (open squares)")
+    axis.set(xscale="log", xlabel="density (% of weights, log scale)", ylabel="test error (%)",
+             title=f"Test error vs density, {group.title}")
+    sparse = [100 * d for d in group.densities if d < 1.0]
+    axis.set_xticks(sparse, [f"{d:g}" for d in sparse])
+    axis.minorticks_off()
+    axis.grid(alpha=0.3, which="both")
+    axis.legend(fontsize="small")
+    save_figure(figure, path)
+    plt.close(figure)
+
+
+def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None, density: float | None = None) -> Path:
+    """Write report.md and its PNG figures into ``out`` (default: ``root``); returns report.md."""
+    runs = find_runs(root)
+    out = Path(out) if out is not None else Path(root)
+    out.mkdir(parents=True, exist_ok=True)
+    grouped: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
+    for run in runs:
+        grouped[run.summary["model"], run.summary["dataset"]].append(run)
+
+    lines = [
+        "# Report", "",
+        f"{len(runs)} finished runs under `{root}`. Test error in % as mean ± standard error over seeds "
+        f"(number of runs); *paper*: the value reported by {CITATION}, where there is one.",
+    ]
+    for (model, dataset), members in sorted(grouped.items()):
+        group = Group(model, dataset, members)
+        lines += ["", f"## {group.title}", "", *group.table(), ""]
+        best = group.best_sparse()
+        if best:
+            lines.append("Lowest mean test error among sparse methods: " + "; ".join(
+                f"{_percent(d)}: {label} ({group.cells[label, d].mean:.2f} %)" for d, label in best.items()) + ".")
+        chosen = group.figure_density(density)
+        if any(run.metrics for run in members if run.density == chosen):
+            for kind, caption, plot in (("layer-density", "Per-layer density over training", plot_layer_density),
+                                        ("validation-accuracy", "Validation accuracy per epoch", plot_validation_accuracy)):
+                name = f"{model}_{dataset}_{kind}_{density_folder(chosen)}.png"
+                plot(group, chosen, out / name)
+                lines += ["", f"![{caption}, {_percent(chosen)} density]({name})"]
+        if len({run.density for run in members if not run.dense}) > 1:
+            name = f"{model}_{dataset}_error-vs-density.png"
+            plot_error_vs_density(group, out / name)
+            lines += ["", f"![Test error vs density]({name})"]
+    report = out / REPORT
+    write_atomically(report, "\n".join(lines) + "\n")
+    return report

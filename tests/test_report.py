@@ -1,0 +1,119 @@
+"""The report, on run folders written by the test: table values, paper column, best method, PNGs."""
+import json
+import math
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from sparsemomentum.analysis.paper import paper_error
+from sparsemomentum.analysis.report import Cell, write_report
+from sparsemomentum.errors import UserError
+from sparsemomentum.train.cli import main
+
+LAYERS = ("fc1.weight", "fc2.weight", "fc3.weight")
+# (folder name, method, density, {seed: test error in %}), as a sweep lays them out
+RUNS = [
+    ("sparse-momentum", "sparse-momentum", 0.01, {0: 2.0, 1: 2.3, 2: 2.6}),
+    ("sparse-momentum", "sparse-momentum", 0.05, {0: 1.6}),
+    ("set", "set", 0.01, {0: 2.5, 1: 2.7}),
+    ("set", "set", 0.05, {0: 1.5}),
+    ("sm-random-growth", "sparse-momentum", 0.05, {0: 1.9}),
+    ("dense", "dense", 1.0, {0: 1.3, 1: 1.5}),
+]
+
+
+def write_run(folder: Path, method: str, density: float, seed: int, error: float, epochs: int = 3) -> Path:
+    """The three files of a finished run folder, with per-layer densities that move over training."""
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"method": method, "density": density, "seed": seed, "epochs": epochs}))
+    with open(folder / "metrics.jsonl", "w") as out:
+        for epoch in range(1, epochs + 1):
+            layers = {name: min(1.0, density * (1 + 0.1 * epoch * (i - 1))) for i, name in enumerate(LAYERS)}
+            out.write(json.dumps({"epoch": epoch, "validation_accuracy": 90 + epoch - error, "layer_density": layers}) + "\n")
+    summary = {"model": "lenet300-100", "dataset": "mnist", "method": method, "density": density, "seed": seed,
+               "epochs": epochs, "test_error": error, "test_accuracy": 100 - error, "layer_density": layers}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    return folder
+
+
+@pytest.fixture
+def sweep(tmp_path) -> Path:
+    root = tmp_path / "sweep"
+    for name, method, density, errors in RUNS:
+        for seed, error in errors.items():
+            write_run(root / "lenet300-100" / "mnist" / name / f"d{density:g}" / f"s{seed}", method, density, seed, error)
+    return root
+
+
+def table_rows(report: str) -> dict[str, list[str]]:
+    rows = [line.strip("|").split(" | ") for line in report.splitlines() if line.startswith("| ")]
+    return {row[0].strip(): [cell.strip() for cell in row[1:]] for row in rows}
+
+
+def assert_png(path: Path) -> None:
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(path) as image:
+        image.verify()
+
+
+def test_cell_is_mean_and_standard_error_over_seeds():
+    cell = Cell.of([2.0, 2.3, 2.6])
+    assert cell.mean == pytest.approx(2.3) and cell.se == pytest.approx(0.3 / math.sqrt(3)) and cell.n == 3
+    assert str(cell) == "2.30 ± 0.17 (3)"
+    assert str(Cell.of([1.6])) == "1.60 (1)"
+
+
+def test_paper_numbers_are_errors_in_percent():
+    assert paper_error("lenet300-100", "mnist", "sparse-momentum", 0.02) == 1.99
+    assert paper_error("lenet300-100", "mnist", "sparse-momentum", 0.1) == pytest.approx(1.33)
+    assert paper_error("lenet300-100", "mnist", "dsr", 0.01) == pytest.approx(2.46)
+    assert paper_error("lenet300-100", "mnist", "set", 0.05) == pytest.approx(1.86)
+    assert paper_error("lenet5-caffe", "mnist", "dense", 1.0) == 0.58
+    assert paper_error("lenet5-caffe", "fashion-mnist", "dense", 1.0) is None
+
+
+def test_sweep_report_table_paper_column_best_line_and_figures(sweep, tmp_path):
+    out = tmp_path / "report"
+    report_file = write_report(sweep, out=out)
+    assert report_file == out / "report.md"
+    report = report_file.read_text()
+    rows = table_rows(report)
+    assert rows["method"] == ["1 %", "paper", "5 %", "paper", "100 %", "paper"]
+    assert rows["sparse-momentum"] == ["2.30 ± 0.17 (3)", "2.36", "1.60 (1)", "1.53", "–", "–"]
+    assert rows["set"] == ["2.60 ± 0.10 (2)", "4.2", "1.50 (1)", "1.86", "–", "–"]
+    assert rows["sm-random-growth"] == ["–", "–", "1.90 (1)", "–", "–", "–"]
+    assert rows["dense"] == ["–", "–", "–", "–", "1.40 ± 0.10 (2)", "1.34"]
+    assert list(rows) == ["method", "---", "sparse-momentum", "set", "sm-random-growth", "dense"]
+    assert "Lowest mean test error among sparse methods: 1 %: sparse-momentum (2.30 %); 5 %: set (1.50 %)." in report
+    figures = sorted(path.name for path in out.glob("*.png"))
+    assert figures == ["lenet300-100_mnist_error-vs-density.png", "lenet300-100_mnist_layer-density_d0.05.png",
+                       "lenet300-100_mnist_validation-accuracy_d0.05.png"]
+    for name in figures:
+        assert f"]({name})" in report
+        assert_png(out / name)
+    assert not list(out.glob(".*"))  # no temporary files left behind
+
+
+def test_single_run_folder_gets_a_table_and_two_figures(tmp_path, capsys):
+    run = write_run(tmp_path / "run", "set", 0.02, seed=4, error=2.2)
+    assert main(["report", str(run)]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {run / 'report.md'}"
+    rows = table_rows((run / "report.md").read_text())
+    assert rows["method"] == ["2 %"] and rows["set"] == ["2.20 (1)"]
+    assert sorted(path.name for path in run.glob("*.png")) == [
+        "lenet300-100_mnist_layer-density_d0.02.png", "lenet300-100_mnist_validation-accuracy_d0.02.png"]
+
+
+def test_density_of_the_figures_can_be_chosen_and_must_exist(sweep, tmp_path):
+    write_report(sweep, out=tmp_path / "a", density=0.01)
+    assert (tmp_path / "a" / "lenet300-100_mnist_layer-density_d0.01.png").exists()
+    with pytest.raises(UserError, match=r"no runs at density 0.02 for lenet300-100 on mnist; choose one of: 0.01, 0.05, 1"):
+        write_report(sweep, out=tmp_path / "b", density=0.02)
+
+
+def test_a_folder_without_runs_is_a_clear_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no finished runs (summary.json) under" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert "does not exist; pass a run folder or a sweep folder" in capsys.readouterr().err
