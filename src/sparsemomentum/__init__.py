@@ -8,11 +8,12 @@
 from .algorithms import DSR, GMP, METHODS, SET, SNIP, Dense, RigL, SparseMomentum, Static, create_sparsifier
 from .core.sparsifier import Sparsifier, UpdateReport
 from .errors import UserError
+from .export import load_exported
 from .models import create_model, list_models, register_model
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DSR", "GMP", "METHODS", "SET", "SNIP", "Dense", "RigL", "SparseMomentum", "Static", "Sparsifier", "UpdateReport", "UserError",
-    "create_model", "create_sparsifier", "list_models", "register_model",
+    "create_model", "create_sparsifier", "list_models", "load_exported", "register_model",
 ]

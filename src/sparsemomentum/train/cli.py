@@ -64,7 +64,20 @@ def build_parser() -> argparse.ArgumentParser:
     report_parser.add_argument("--out", help="folder for report.md and the figures (default: PATH)")
     report_parser.add_argument("--density", type=float,
                                help="density of the layer-density and learning-curve figures (default: 0.05 or the nearest)")
+    export_parser = commands.add_parser(
+        "export", help="write a run's trained model with its sparse weights stored compactly",
+        description="Store every masked weight as CSR (values + int32 indices); load with sparsemomentum.load_exported(FILE).",
+    )
+    export_parser.add_argument("run_dir", help="a training run's folder")
+    export_parser.add_argument("--out", required=True, help="file to write, e.g. model.pt")
     return parser
+
+
+def _export(run_dir: str, out: str) -> None:
+    from ..export import export_run
+
+    size, dense = export_run(run_dir, out)
+    print(f"wrote {out}: {size:,} bytes, {size / dense:.1%} of the dense model's {dense:,} bytes")
 
 
 def _sweep(experiment: str, out: str | None, data_dir: str | None, dry_run: bool, jobs: int) -> None:
@@ -100,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _sweep(**arguments)
         elif command == "report":
             _report(**arguments)
+        elif command == "export":
+            _export(**arguments)
     except UserError as error:
         print(f"sparsemomentum: error: {error}", file=sys.stderr)
         return 2
