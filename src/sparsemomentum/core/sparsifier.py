@@ -42,6 +42,10 @@ GROWTHS = ("momentum", "random", "gradient")
 _DENSE_LAYER_GUARD = 0.8
 
 
+class NonFiniteWeights(UserError):
+    """Training diverged; a mask update on NaN weights would corrupt the masks."""
+
+
 @dataclass
 class UpdateReport:
     """What one mask update did, per layer (for tests, logs and plots)."""
@@ -238,9 +242,18 @@ class Sparsifier:
 
     @torch.no_grad()
     def update_masks(self) -> UpdateReport | None:
-        """Prune, redistribute and grow; the total number of non-zeros does not change."""
+        """Prune, redistribute and grow; the total number of non-zeros does not change.
+
+        Refuses to run on non-finite weights: ranking NaNs would silently scramble the masks.
+        """
         if not self.update_due():
             return None
+        broken = [name for name, weight in self.weights.items() if not bool(torch.isfinite(weight).all())]
+        if broken:
+            raise NonFiniteWeights(
+                f"weight {broken[0]!r} holds NaN or infinite values, so the masks were left unchanged; "
+                "training diverged: lower the learning rate and start again from the last good checkpoint."
+            )
         prune_rate = self.current_prune_rate()
         statistics = self.redistribution_weights()
         total = sum(statistics.values())

@@ -10,6 +10,7 @@ rank 0 writes files and shows progress.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -24,13 +25,17 @@ from ..analysis.plots import plot_run
 from ..core.sparsifier import Sparsifier
 from ..errors import UserError
 from . import distributed
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .run_folder import RunFolder
 
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def all_finite(model: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
 def build_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -150,11 +155,12 @@ def _train(config: TrainConfig, progress: bool, device: torch.device, group: dis
             lr_schedule.step()
             loss_sum += loss.detach().float().cpu()
             if config.checkpoint_every and sparsifier.step_count % config.checkpoint_every == 0:
-                if torch.isfinite(loss_sum):
+                if torch.isfinite(loss_sum) and all_finite(model):  # never overwrite a good checkpoint with NaNs
                     checkpoint(epoch, step_in_epoch, epoch_shuffle_state, loss_sum)
         train_loss = float(loss_sum) / steps_per_epoch
-        if not torch.isfinite(torch.tensor(train_loss)):
-            where = f"; the last good checkpoint is kept in {run.path}" if run else ""
+        if not (math.isfinite(train_loss) and all_finite(model)):
+            kept = run is not None and (run.path / CHECKPOINT).exists()
+            where = f"; the last good checkpoint is kept in {run.path}" if kept else ""
             raise TrainingDiverged(
                 f"the training loss became {train_loss} in epoch {epoch}{where}; lower --lr (or drop --amp) and start again."
             )
