@@ -1,0 +1,10 @@
+"""Execution backends: faster kernels for the same masked model (the math is unchanged)."""
+from .sparse_linear import (
+    SparseLinearFunction,
+    SparseLinearHandle,
+    SparseLinearLayout,
+    masked_linear,
+    sparsify_linear_layers,
+)
+
+__all__ = ["SparseLinearFunction", "SparseLinearHandle", "SparseLinearLayout", "masked_linear", "sparsify_linear_layers"]
