@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from ..core.sparsifier import Sparsifier
+from ..errors import UserError
 
 
 @dataclass(eq=False)
@@ -18,6 +19,8 @@ class Dense(Sparsifier):
     growth: str = "random"
 
     def __post_init__(self) -> None:
+        if self.backend != "masked":
+            raise UserError("the dense baseline has no sparse layers to run on sparse kernels; drop --backend sparse.")
         self.density = 1.0
         super().__post_init__()
 

@@ -23,8 +23,8 @@ class SNIP(Sparsifier):
     growth: str = "random"
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         self.scored = False
+        super().__post_init__()
 
     def initial_masks(self) -> dict[str, torch.Tensor]:
         return {name: torch.ones_like(w, dtype=torch.bool) for name, w in self.weights.items()}
@@ -44,11 +44,15 @@ class SNIP(Sparsifier):
     def step(self, scaler: torch.amp.GradScaler | None = None) -> bool:
         if not self.scored:
             self.choose_masks_from_gradients()
-            self.apply_masks()
+            self.masks_changed()
         return super().step(scaler)
 
     def update_due(self) -> bool:
         return False
+
+    def dense_gradient_needed(self) -> bool:
+        """Only the first step: its dense gradient is what the scores are made of."""
+        return not self.scored
 
     def state_dict(self):
         return {**super().state_dict(), "scored": self.scored}

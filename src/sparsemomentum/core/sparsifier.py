@@ -34,6 +34,7 @@ from .optimizer_state import check_has_momentum, momentum_of
 from .targets import DEFAULT_SPARSE_TYPES, sparse_parameters
 
 PRUNE_MODES = ("magnitude",)
+BACKENDS = ("masked", "sparse")
 REDISTRIBUTIONS = ("momentum", "magnitude", "nonzero", "none")
 GROWTHS = ("momentum", "random", "gradient")
 
@@ -84,6 +85,8 @@ class Sparsifier:
     include: Sequence[str] = ()
     exclude: Sequence[str] = ()
     seed: int = 0
+    backend: str = "masked"
+    momentum_window: int = 50
     mask_check: Callable[[dict[str, torch.Tensor]], None] | None = field(default=None, repr=False)
 
     step_count: int = field(default=0, init=False)
@@ -100,6 +103,14 @@ class Sparsifier:
         self._target = allocation.target_nonzeros(self.density, sum(w.numel() for w in self.weights.values()))
         self.masks: dict[str, torch.Tensor] = self.initial_masks()
         self.apply_masks()
+        self._last_update_step = 0
+        self._update_period: int | None = None
+        self.kernels = None
+        if self.backend == "sparse":
+            from ..backends import sparsify_linear_layers
+
+            self.kernels = sparsify_linear_layers(self.model, self.masks)
+            self._choose_weight_gradient()
 
     # ----------------------------------------------------------------- validation
     def _validate(self) -> None:
@@ -123,6 +134,9 @@ class Sparsifier:
         check_choice("prune mode", self.prune, PRUNE_MODES)
         check_choice("redistribution", self.redistribution, REDISTRIBUTIONS)
         check_choice("growth", self.growth, GROWTHS)
+        check_choice("backend", self.backend, BACKENDS)
+        if self.momentum_window < 1:
+            raise UserError(f"momentum window must be at least one step, got {self.momentum_window}.")
         if "momentum" in (self.redistribution, self.growth):
             check_has_momentum(self.optimizer)
 
@@ -202,6 +216,36 @@ class Sparsifier:
     def after_growth(self, grown_masks: dict[str, torch.Tensor]) -> None:
         """Called with the newly grown positions of each layer; RigL resets their optimizer state."""
 
+    # ----------------------------------------------------------------- sparse backend
+    def masks_changed(self) -> None:
+        """Zero the newly masked weights and give the sparse kernels the new layout."""
+        self.apply_masks()
+        if self.kernels is not None:
+            self.kernels.rebuild(self.masks)
+
+    def _steps_to_next_update(self) -> int | None:
+        """None while unknown: epoch-wise updates reveal their period only at the first one."""
+        if self.update_interval is not None:
+            return self.update_interval - self.step_count % self.update_interval
+        if self._update_period is None:
+            return None
+        return self._last_update_step + self._update_period - self.step_count
+
+    def dense_gradient_needed(self) -> bool:
+        """Whether the next step needs the dense weight gradient of missing weights.
+
+        Sparse kernels compute dW only at the non-zeros, which leaves the momentum of missing
+        weights to decay. Growth by momentum reads exactly that momentum, so the dense dW is
+        computed for the last ``momentum_window`` steps before each update (0.9^50 = 0.5 %
+        of the history is left out); growth by gradient needs it for the last step only.
+        """
+        window = {"momentum": self.momentum_window, "gradient": 1}.get(self.growth, 0)
+        remaining = self._steps_to_next_update()
+        return window > 0 and self.update_due() and (remaining is None or remaining <= window)
+
+    def _choose_weight_gradient(self) -> None:
+        self.kernels.set_dense_weight_gradient(self.dense_gradient_needed())
+
     # ----------------------------------------------------------------- the loop
     @torch.no_grad()
     def apply_masks(self) -> None:
@@ -227,6 +271,8 @@ class Sparsifier:
         self.step_count += 1
         if self.update_interval is not None and self.step_count % self.update_interval == 0:
             self.update_masks()
+        if self.kernels is not None:
+            self._choose_weight_gradient()
         return True
 
     def current_prune_rate(self) -> float:
@@ -264,7 +310,11 @@ class Sparsifier:
         for name, count in regrow.items():
             self.masks[name] = selection.grow_largest(self.masks[name], self.growth_scores(name), count)
         self.after_growth({n: self.masks[n] & ~before[n] for n in self.masks})
-        self.apply_masks()
+        self.masks_changed()
+        self._update_period = self.step_count - self._last_update_step
+        self._last_update_step = self.step_count
+        if self.kernels is not None:
+            self._choose_weight_gradient()
         if self.mask_check is not None:
             self.mask_check(self.masks)
         self.update_count += 1
@@ -293,6 +343,8 @@ class Sparsifier:
             "update_count": self.update_count,
             "target_nonzero_count": self._target,
             "generator_state": self.generator.get_state(),
+            "last_update_step": self._last_update_step,
+            "update_period": self._update_period,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -314,4 +366,8 @@ class Sparsifier:
         self.update_count = int(state["update_count"])
         self._target = int(state["target_nonzero_count"])
         self.generator.set_state(state["generator_state"])
-        self.apply_masks()
+        self._last_update_step = int(state.get("last_update_step", 0))
+        self._update_period = state.get("update_period")
+        self.masks_changed()
+        if self.kernels is not None:
+            self._choose_weight_gradient()

@@ -25,6 +25,7 @@ def option(default: Any, help: str, **extra: Any) -> Any:
 METHOD_OPTIONS = (
     "prune_rate", "prune_rate_schedule", "final_prune_rate", "distribution", "prune", "redistribution",
     "growth", "update_interval", "stop_fraction", "threshold", "tolerance", "start_fraction", "end_fraction",
+    "backend", "momentum_window",
 )
 
 
@@ -59,6 +60,8 @@ class TrainConfig:
     tolerance: float | None = option(None, "DSR: allowed relative miss of the pruning target before the threshold adapts")
     start_fraction: float | None = option(None, "GMP: fraction of training at which pruning starts")
     end_fraction: float | None = option(None, "GMP: fraction of training at which the target density is reached")
+    backend: str | None = option(None, "masked (dense weights times masks) or sparse (sparse kernels for Linear layers)")
+    momentum_window: int | None = option(None, "sparse backend: steps before each update that compute dense weight gradients (default 50)")
     include: list[str] = option([], "only sparsify parameters whose name matches one of these patterns")
     exclude: list[str] = option([], "keep parameters whose name matches one of these patterns dense")
     seed: int = option(0, "random seed (masks, initialisation, data order)")

@@ -1,0 +1,74 @@
+"""The sparse backend inside the sparsifier: same decisions as the masked mode."""
+import pytest
+import torch
+
+import sparsemomentum as sm
+from conftest import mlp, train_steps
+
+
+def run(backend, steps=60, window=50, total_steps=60, **options):
+    torch.manual_seed(0)
+    model = mlp(30, 40, 20, 5)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    sparsifier = sm.SparseMomentum(model, optimizer, density=0.2, total_steps=total_steps, update_interval=20,
+                                   backend=backend, momentum_window=window, seed=3, **options)
+    train_steps(sparsifier, model, steps, 30, 5)
+    return sparsifier
+
+
+def test_window_covering_every_step_reproduces_the_masked_mode():
+    masked, sparse = run("masked"), run("sparse", window=1000)
+    assert sparse.update_count == masked.update_count == 2
+    assert all(torch.equal(masked.masks[n], sparse.masks[n]) for n in masked.masks)
+    assert all(torch.allclose(masked.weights[n], sparse.weights[n], atol=1e-5) for n in masked.weights)
+
+
+def test_momentum_window_turns_dense_gradients_on_only_before_updates():
+    sparsifier = run("sparse", steps=0, window=5, total_steps=100)
+    flags = []
+    for _ in range(40):
+        flags.append(sparsifier.dense_gradient_needed())
+        train_steps(sparsifier, sparsifier.model, 1, 30, 5)
+    # Steps 16-20 and 36-40 (1-based) precede the updates at steps 20 and 40.
+    assert [i + 1 for i, flag in enumerate(flags) if flag] == [16, 17, 18, 19, 20, 36, 37, 38, 39, 40]
+
+
+def test_epoch_updates_learn_their_period_and_keep_dense_gradients_until_then():
+    torch.manual_seed(0)
+    model = mlp(10, 10)
+    sparsifier = sm.SparseMomentum(model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), density=0.3,
+                                   total_steps=100, backend="sparse", momentum_window=3)
+    flags = []
+    for epoch in range(3):
+        for _ in range(10):
+            flags.append(sparsifier.dense_gradient_needed())
+            train_steps(sparsifier, model, 1, 10, 10)
+        sparsifier.update_masks()
+    assert flags[:10] == [True] * 10  # first epoch: period unknown, so stay exact
+    assert flags[10:20] == [False] * 7 + [True] * 3
+
+
+def test_random_growth_never_needs_dense_gradients_and_masks_stay_exact():
+    sparsifier = run("sparse", growth="random")
+    assert not sparsifier.dense_gradient_needed()
+    assert sparsifier.nonzero_count() == sparsifier.target_nonzero_count()
+    for name, weight in sparsifier.weights.items():
+        assert torch.all(weight[~sparsifier.masks[name]] == 0)
+
+
+@pytest.mark.parametrize("method", ["set", "rigl", "snip", "static", "dsr", "gmp"])
+def test_every_sparse_method_runs_on_the_sparse_backend(method):
+    torch.manual_seed(0)
+    model = mlp(20, 30, 10)
+    sparsifier = sm.create_sparsifier(method, model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
+                                      density=0.2, total_steps=200, backend="sparse")
+    train_steps(sparsifier, model, 200, 20, 10)
+    sparsifier.update_masks()
+    assert sparsifier.nonzero_count() == sparsifier.target_nonzero_count()
+    assert set(sparsifier.kernels.sparse) == set(sparsifier.masks)
+
+
+def test_dense_baseline_refuses_the_sparse_backend():
+    model = mlp(4, 4)
+    with pytest.raises(sm.UserError, match="the dense baseline has no sparse layers"):
+        sm.Dense(model, torch.optim.SGD(model.parameters(), lr=0.1), backend="sparse")
