@@ -102,6 +102,7 @@ class Sparsifier:
         self.generator = torch.Generator().manual_seed(self.seed)
         self._target = allocation.target_nonzeros(self.density, sum(w.numel() for w in self.weights.values()))
         self.masks: dict[str, torch.Tensor] = self.initial_masks()
+        self._multiplier_key: list[int] | None = None
         self.apply_masks()
         self._last_update_step = 0
         self._update_period: int | None = None
@@ -219,6 +220,7 @@ class Sparsifier:
     # ----------------------------------------------------------------- sparse backend
     def masks_changed(self) -> None:
         """Zero the newly masked weights and give the sparse kernels the new layout."""
+        self._multiplier_key = None
         self.apply_masks()
         if self.kernels is not None:
             self.kernels.rebuild(self.masks)
@@ -249,8 +251,18 @@ class Sparsifier:
     # ----------------------------------------------------------------- the loop
     @torch.no_grad()
     def apply_masks(self) -> None:
-        """Zero every masked weight: one fused multiply over all sparse tensors."""
-        torch._foreach_mul_(list(self.weights.values()), list(self.masks.values()))
+        """Zero every masked weight: one fused multiply over all sparse tensors.
+
+        The multipliers are the masks in the weights' dtype, kept between steps: multiplying
+        by a boolean mask makes torch build a float copy of it first, every step (measured:
+        80 ms against 4 ms per step for a 784-4096-4096-10 MLP). They are rebuilt whenever a
+        mask tensor is replaced; after changing a mask *in place*, call :meth:`masks_changed`.
+        """
+        key = [id(mask) for mask in self.masks.values()]
+        if key != self._multiplier_key:
+            self._multipliers = [mask.to(w.dtype) for mask, w in zip(self.masks.values(), self.weights.values())]
+            self._multiplier_key = key
+        torch._foreach_mul_(list(self.weights.values()), self._multipliers)
 
     def step(self, scaler: torch.amp.GradScaler | None = None) -> bool:
         """``optimizer.step()``, re-mask, advance the schedule; update masks if one is due.
