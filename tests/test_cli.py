@@ -57,6 +57,9 @@ def test_dense_flag_trains_the_dense_baseline(tmp_path, data_dir):
         (["--batch-size", "-1"], "batch size must be a positive number"),
         (["--growth", "best"], "unknown growth 'best'"),
         (["--optimizer", "lbfgs"], "unknown optimizer 'lbfgs'"),
+        (["--layer-types", "Dense"], "unknown layer type 'Dense'"),
+        (["--backend", "gpu"], "unknown backend 'gpu'"),
+        (["--method", "set", "--threshold", "0.1"], "option 'threshold' does not apply to method 'set'"),
     ],
 )
 def test_bad_input_is_one_sentence_and_exit_code_2(arguments, message, tmp_path, data_dir, capsys):

@@ -64,6 +64,7 @@ class TrainConfig:
     momentum_window: int | None = option(None, "sparse backend: steps before each update that compute dense weight gradients (default 50)")
     include: list[str] = option([], "only sparsify parameters whose name matches one of these patterns")
     exclude: list[str] = option([], "keep parameters whose name matches one of these patterns dense")
+    layer_types: list[str] = option([], "module types to sparsify, e.g. Linear Conv2d (default: Linear, Conv1d, Conv2d, Conv3d)")
     seed: int = option(0, "random seed (masks, initialisation, data order)")
     data_dir: str | None = option(None, "folder holding mnist/ and fashion-mnist/ (default: $SPARSEMOMENTUM_DATA)")
     download: bool = option(True, "download missing data files from the public mirrors")
@@ -101,6 +102,9 @@ class TrainConfig:
             raise UserError(f"unknown device {self.device!r}; use cpu or cuda.")
         if self.device is not None and self.device.startswith("cuda") and not torch.cuda.is_available():
             raise UserError("--device cuda was asked for but no CUDA device is available; use --device cpu.")
+        unknown_types = [name for name in self.layer_types if not isinstance(getattr(torch.nn, name, None), type)]
+        if unknown_types:
+            raise UserError(f"unknown layer type {unknown_types[0]!r}; use torch.nn class names such as Linear or Conv2d.")
         if self.threads is not None and self.threads <= 0:
             raise UserError(f"threads must be a positive number, got {self.threads}.")
         return self

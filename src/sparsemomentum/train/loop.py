@@ -52,6 +52,8 @@ def build_sparsifier(config: TrainConfig, model: torch.nn.Module, optimizer: tor
                      group: distributed.ProcessGroup = distributed.ProcessGroup()) -> Sparsifier:
     options = dict(config.method_options(), density=config.density, total_steps=total_steps, seed=config.seed,
                    include=tuple(config.include), exclude=tuple(config.exclude))
+    if config.layer_types:
+        options["layer_types"] = tuple(getattr(torch.nn, name) for name in config.layer_types)
     if group.distributed:
         options["mask_check"] = lambda masks: distributed.check_masks_agree(masks, group)
     return algorithms.create_sparsifier(config.method, model, optimizer, **options)
@@ -132,6 +134,9 @@ def _train(config: TrainConfig, progress: bool, device: torch.device, group: dis
             run.keep_metrics_before(first_epoch)
     elif run:
         run.write_json(RunFolder.CONFIG, {**config.to_dict(), "resolved": algorithms.resolved_options(sparsifier)})
+    if progress and sparsifier.kernels is not None:
+        dense = "; ".join(f"{name} ({reason})" for name, reason in sparsifier.kernels.dense.items()) or "none"
+        tqdm.write(f"sparse kernels: {', '.join(sparsifier.kernels.sparse)}; dense: {dense}")
 
     started = time.perf_counter()
     validation_accuracy = None
