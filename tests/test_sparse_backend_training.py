@@ -72,3 +72,34 @@ def test_dense_baseline_refuses_the_sparse_backend():
     model = mlp(4, 4)
     with pytest.raises(sm.UserError, match="the dense baseline has no sparse layers"):
         sm.Dense(model, torch.optim.SGD(model.parameters(), lr=0.1), backend="sparse")
+
+
+def static_pair(values_step: bool, steps: int = 30):
+    torch.manual_seed(0)
+    model = mlp(30, 40, 20, 5)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    sparsifier = sm.Static(model, optimizer, density=0.2, total_steps=steps, backend="sparse", seed=3)
+    if not values_step:
+        sparsifier._values_optimizer = None  # torch's own dense SGD step on the same sparse gradients
+    train_steps(sparsifier, model, steps, 30, 5)
+    return sparsifier
+
+
+def test_values_only_sgd_step_equals_torchs_dense_step():
+    fast, reference = static_pair(True), static_pair(False)
+    assert fast._values_optimizer is not None and not fast._dense_gradient
+    fast._values_optimizer.flush()
+    for name in fast.weights:
+        assert torch.allclose(fast.weights[name], reference.weights[name], atol=1e-6)
+        fast_buffer = fast.optimizer.state[fast.weights[name]]["momentum_buffer"]
+        reference_buffer = reference.optimizer.state[reference.weights[name]]["momentum_buffer"]
+        assert torch.allclose(fast_buffer, reference_buffer, atol=1e-6)
+
+
+def test_missing_momentum_decay_is_applied_before_a_mask_update_reads_it():
+    sparsifier = run("sparse", steps=0, window=5, total_steps=100)
+    for _ in range(19):
+        train_steps(sparsifier, sparsifier.model, 1, 30, 5)
+    pending = sparsifier._values_optimizer.pending_decay
+    assert all(count == 0 for count in pending.values())  # flushed when the window opened at step 15
+    assert sparsifier.state_dict()["pending_momentum_decay"] == pending

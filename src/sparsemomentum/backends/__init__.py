@@ -1,4 +1,5 @@
 """Execution backends: faster kernels for the same masked model (the math is unchanged)."""
+from . import values_sgd
 from .sparse_linear import (
     SparseLinearFunction,
     SparseLinearHandle,
@@ -7,4 +8,4 @@ from .sparse_linear import (
     sparsify_linear_layers,
 )
 
-__all__ = ["SparseLinearFunction", "SparseLinearHandle", "SparseLinearLayout", "masked_linear", "sparsify_linear_layers"]
+__all__ = ["values_sgd", "SparseLinearFunction", "SparseLinearHandle", "SparseLinearLayout", "masked_linear", "sparsify_linear_layers"]

@@ -248,6 +248,10 @@ class SparseLinearHandle:
         for name, forward in self._forwards.items():
             forward.layout = SparseLinearLayout(forward.module.weight, masks[name])
 
+    def layout(self, name: str) -> SparseLinearLayout:
+        """The current layout of the sparse layer whose mask is ``name``."""
+        return self._forwards[name].layout
+
     def set_dense_weight_gradient(self, enabled: bool) -> None:
         """Full dense dW (momentum window before a mask update) or dW at the non-zeros only."""
         for forward in self._forwards.values():

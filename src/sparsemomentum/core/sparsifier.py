@@ -107,10 +107,14 @@ class Sparsifier:
         self._last_update_step = 0
         self._update_period: int | None = None
         self.kernels = None
+        self._values_optimizer = None
+        self._dense_gradient = True
         if self.backend == "sparse":
-            from ..backends import sparsify_linear_layers
+            from ..backends import sparsify_linear_layers, values_sgd
 
             self.kernels = sparsify_linear_layers(self.model, self.masks)
+            if values_sgd.supports(self.optimizer):
+                self._values_optimizer = values_sgd.ValuesOnlySGD(self.optimizer, self.kernels, self.weights)
             self._choose_weight_gradient()
 
     # ----------------------------------------------------------------- validation
@@ -246,11 +250,12 @@ class Sparsifier:
         return window > 0 and self.update_due() and (remaining is None or remaining <= window)
 
     def _choose_weight_gradient(self) -> None:
-        self.kernels.set_dense_weight_gradient(self.dense_gradient_needed())
+        self._dense_gradient = self.dense_gradient_needed()
+        self.kernels.set_dense_weight_gradient(self._dense_gradient)
 
     # ----------------------------------------------------------------- the loop
     @torch.no_grad()
-    def apply_masks(self) -> None:
+    def apply_masks(self, skip: Sequence[str] = ()) -> None:
         """Zero every masked weight: one fused multiply over all sparse tensors.
 
         The multipliers are the masks in the weights' dtype, kept between steps: multiplying
@@ -260,9 +265,11 @@ class Sparsifier:
         """
         key = [id(mask) for mask in self.masks.values()]
         if key != self._multiplier_key:
-            self._multipliers = [mask.to(w.dtype) for mask, w in zip(self.masks.values(), self.weights.values())]
+            self._multipliers = {name: mask.to(self.weights[name].dtype) for name, mask in self.masks.items()}
             self._multiplier_key = key
-        torch._foreach_mul_(list(self.weights.values()), self._multipliers)
+        names = [name for name in self.weights if name not in skip]
+        if names:
+            torch._foreach_mul_([self.weights[n] for n in names], [self._multipliers[n] for n in names])
 
     def step(self, scaler: torch.amp.GradScaler | None = None) -> bool:
         """``optimizer.step()``, re-mask, advance the schedule; update masks if one is due.
@@ -271,15 +278,22 @@ class Sparsifier:
         inf/NaN gradients changed no weight, so it does not advance the schedule either.
         Returns whether the step was taken.
         """
-        if scaler is None:
-            self.optimizer.step()
+        if self._values_optimizer is not None and scaler is None and not self._dense_gradient:
+            # Sparse layers step their non-zeros only; their missing weights never move.
+            self._values_optimizer.step()
+            self.apply_masks(skip=self.kernels.sparse)
         else:
-            scale = scaler.get_scale()
-            scaler.step(self.optimizer)
-            scaler.update()
-            if scaler.get_scale() < scale:
-                return False
-        self.apply_masks()
+            if self._values_optimizer is not None:
+                self._values_optimizer.flush()
+            if scaler is None:
+                self.optimizer.step()
+            else:
+                scale = scaler.get_scale()
+                scaler.step(self.optimizer)
+                scaler.update()
+                if scaler.get_scale() < scale:
+                    return False
+            self.apply_masks()
         self.step_count += 1
         if self.update_interval is not None and self.step_count % self.update_interval == 0:
             self.update_masks()
@@ -306,6 +320,8 @@ class Sparsifier:
         """
         if not self.update_due():
             return None
+        if self._values_optimizer is not None:
+            self._values_optimizer.flush()
         broken = [name for name, weight in self.weights.items() if not bool(torch.isfinite(weight).all())]
         if broken:
             raise NonFiniteWeights(
@@ -357,6 +373,7 @@ class Sparsifier:
             "generator_state": self.generator.get_state(),
             "last_update_step": self._last_update_step,
             "update_period": self._update_period,
+            "pending_momentum_decay": dict(self._values_optimizer.pending_decay) if self._values_optimizer else {},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -380,6 +397,8 @@ class Sparsifier:
         self.generator.set_state(state["generator_state"])
         self._last_update_step = int(state.get("last_update_step", 0))
         self._update_period = state.get("update_period")
+        if self._values_optimizer is not None:
+            self._values_optimizer.pending_decay.update(state.get("pending_momentum_decay", {}))
         self.masks_changed()
         if self.kernels is not None:
             self._choose_weight_gradient()
