@@ -218,6 +218,10 @@ class Sparsifier:
             return weight.grad.abs() if weight.grad is not None else torch.zeros_like(weight)
         return torch.rand(weight.shape, generator=self.generator).to(weight.device)
 
+    def grow(self, name: str, count: int) -> torch.Tensor:
+        """Layer ``name``'s mask with the ``count`` best-scoring missing positions switched on."""
+        return selection.grow_largest(self.masks[name], self.growth_scores(name), count)
+
     def after_growth(self, grown_masks: dict[str, torch.Tensor]) -> None:
         """Called with the newly grown positions of each layer; RigL resets their optimizer state."""
 
@@ -336,7 +340,7 @@ class Sparsifier:
         removed = self.drop(prune_rate, shares)
         regrow = self.regrowth_counts(removed, shares)
         for name, count in regrow.items():
-            self.masks[name] = selection.grow_largest(self.masks[name], self.growth_scores(name), count)
+            self.masks[name] = self.grow(name, count)
         self.after_growth({n: self.masks[n] & ~before[n] for n in self.masks})
         self.masks_changed()
         self._update_period = self.step_count - self._last_update_step
