@@ -71,7 +71,10 @@ def main() -> None:
     parser.add_argument("--density", type=float, default=0.05)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     arguments = parser.parse_args()
+    if arguments.threads:
+        torch.set_num_threads(arguments.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {arguments.batch_size}, "
           f"density {arguments.density}, medians of {arguments.rounds} rounds")
     print(f"{'model':14s} {'dense step':>11s} {'sparse step':>12s} {'step ratio':>11s} {'masking':>9s} "
