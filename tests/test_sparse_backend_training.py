@@ -11,7 +11,8 @@ def run(backend, steps=60, window=50, total_steps=60, **options):
     model = mlp(30, 40, 20, 5)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
     sparsifier = sm.SparseMomentum(model, optimizer, density=0.2, total_steps=total_steps, update_interval=20,
-                                   backend=backend, momentum_window=window, seed=3, **options)
+                                   backend=backend, momentum_window=window, seed=3,
+                                   kernel_max_density=1.0, kernel_min_weights=0, **options)
     train_steps(sparsifier, model, steps, 30, 5)
     return sparsifier
 
@@ -37,7 +38,7 @@ def test_epoch_updates_learn_their_period_and_keep_dense_gradients_until_then():
     torch.manual_seed(0)
     model = mlp(10, 10)
     sparsifier = sm.SparseMomentum(model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), density=0.3,
-                                   total_steps=100, backend="sparse", momentum_window=3)
+                                   total_steps=100, backend="sparse", momentum_window=3, kernel_min_weights=0, kernel_max_density=1.0)
     flags = []
     for epoch in range(3):
         for _ in range(10):
@@ -61,7 +62,7 @@ def test_every_sparse_method_runs_on_the_sparse_backend(method):
     torch.manual_seed(0)
     model = mlp(20, 30, 10)
     sparsifier = sm.create_sparsifier(method, model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
-                                      density=0.2, total_steps=200, backend="sparse")
+                                      density=0.2, total_steps=200, backend="sparse", kernel_min_weights=0, kernel_max_density=1.0)
     train_steps(sparsifier, model, 200, 20, 10)
     sparsifier.update_masks()
     assert sparsifier.nonzero_count() == sparsifier.target_nonzero_count()
@@ -78,7 +79,8 @@ def static_pair(values_step: bool, steps: int = 30):
     torch.manual_seed(0)
     model = mlp(30, 40, 20, 5)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    sparsifier = sm.Static(model, optimizer, density=0.2, total_steps=steps, backend="sparse", seed=3)
+    sparsifier = sm.Static(model, optimizer, density=0.2, total_steps=steps, backend="sparse", seed=3,
+                           kernel_min_weights=0, kernel_max_density=1.0)
     if not values_step:
         sparsifier._values_optimizer = None  # torch's own dense SGD step on the same sparse gradients
     train_steps(sparsifier, model, steps, 30, 5)
@@ -103,3 +105,18 @@ def test_missing_momentum_decay_is_applied_before_a_mask_update_reads_it():
     pending = sparsifier._values_optimizer.pending_decay
     assert all(count == 0 for count in pending.values())  # flushed when the window opened at step 15
     assert sparsifier.state_dict()["pending_momentum_decay"] == pending
+
+
+def test_small_or_dense_layers_stay_on_the_dense_path_and_move_when_their_density_changes():
+    torch.manual_seed(0)
+    model = mlp(200, 100, 10)  # 20,000 and 1,000 weights
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    sparsifier = sm.SparseMomentum(model, optimizer, density=0.1, total_steps=100, backend="sparse", update_interval=10)
+    assert list(sparsifier.kernels.sparse) == ["0.weight"]
+    assert "1,000 weights" in sparsifier.kernels.dense["2.weight"]
+    sparsifier.masks["0.weight"] = torch.ones_like(sparsifier.masks["0.weight"])  # as if it had grown dense
+    sparsifier.masks_changed()
+    assert "density 100% is above 20%" in sparsifier.kernels.dense["0.weight"] and not sparsifier.kernels.sparse
+    train_steps(sparsifier, model, 3, 200, 10)
+    for name, weight in sparsifier.weights.items():
+        assert torch.all(weight[~sparsifier.masks[name]] == 0)

@@ -36,7 +36,7 @@ class ValuesOnlySGD:
     def __init__(self, optimizer: torch.optim.SGD, kernels: SparseLinearHandle, names: dict[str, torch.nn.Parameter]) -> None:
         self.optimizer = optimizer
         self.kernels = kernels
-        self.params = {name: names[name] for name in kernels.sparse}
+        self.params = {name: names[name] for name in list(kernels.sparse) + list(kernels.dense) if name in names}
         self.groups = {name: self._group_of(param) for name, param in self.params.items()}
         self.pending_decay = {name: 0 for name in self.params}
 
@@ -45,16 +45,17 @@ class ValuesOnlySGD:
 
     @torch.no_grad()
     def step(self) -> None:
-        """torch's SGD for every other parameter; this class's O(nnz) update for the sparse layers."""
-        gradients = {name: param.grad for name, param in self.params.items()}
-        for param in self.params.values():
+        """torch's SGD for every other parameter; this class's O(nnz) update for the layers now on sparse kernels."""
+        sparse = {name: self.params[name] for name in self.kernels.sparse}
+        gradients = {name: param.grad for name, param in sparse.items()}
+        for param in sparse.values():
             param.grad = None  # torch's SGD skips parameters without a gradient
         try:
             self.optimizer.step()
         finally:
-            for name, param in self.params.items():
+            for name, param in sparse.items():
                 param.grad = gradients[name]
-        for name, param in self.params.items():
+        for name, param in sparse.items():
             if gradients[name] is not None:
                 self._step_values(name, param, gradients[name])
 

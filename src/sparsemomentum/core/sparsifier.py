@@ -87,6 +87,10 @@ class Sparsifier:
     seed: int = 0
     backend: str = "masked"
     momentum_window: int = 50
+    # Where sparse kernels beat dense ones on a 2-core CPU (docs/cpu-sparse-kernels.md,
+    # benchmarks/kernels.py): at most ~20 % density, and not for tiny layers.
+    kernel_max_density: float = 0.2
+    kernel_min_weights: int = 16384
     mask_check: Callable[[dict[str, torch.Tensor]], None] | None = field(default=None, repr=False)
 
     step_count: int = field(default=0, init=False)
@@ -112,7 +116,8 @@ class Sparsifier:
         if self.backend == "sparse":
             from ..backends import sparsify_linear_layers, values_sgd
 
-            self.kernels = sparsify_linear_layers(self.model, self.masks)
+            self.kernels = sparsify_linear_layers(self.model, self.masks, max_density=self.kernel_max_density,
+                                                  min_weights=self.kernel_min_weights)
             if values_sgd.supports(self.optimizer):
                 self._values_optimizer = values_sgd.ValuesOnlySGD(self.optimizer, self.kernels, self.weights)
             self._choose_weight_gradient()
