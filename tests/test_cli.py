@@ -91,3 +91,27 @@ def test_python_dash_m_is_the_same_program():
     for flag in ("--density", "--prune-rate", "--growth", "--redistribution", "--distribution", "--update-interval",
                  "--include", "--exclude", "--data-dir", "--dense", "--optimizer", "--seed"):
         assert flag in result.stdout
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_a_run(tmp_path, data_dir, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert run_cli("--epochs", "1", "--out", str(tmp_path), "--overwrite", data_dir=data_dir) == 2
+    assert "is not a run folder" in capsys.readouterr().err
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--weight-decay", "-1"], "weight decay must be zero or positive"),
+        (["--momentum", "1"], r"momentum must be in \[0, 1\)"),
+        (["--momentum-window", "0"], "momentum window must be at least one step"),
+        (["--stop-fraction", "2"], r"stop fraction must be in \(0, 1\]"),
+        (["--momentum", "0"], "needs SGD with momentum > 0"),
+    ],
+)
+def test_method_options_are_checked_before_anything_is_written(arguments, message, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli(*arguments, "--out", str(out), data_dir=tmp_path / "no-data-needed") == 2
+    assert __import__("re").search(message, capsys.readouterr().err)
+    assert not out.exists()

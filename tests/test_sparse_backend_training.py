@@ -82,15 +82,15 @@ def static_pair(values_step: bool, steps: int = 30):
     sparsifier = sm.Static(model, optimizer, density=0.2, total_steps=steps, backend="sparse", seed=3,
                            kernel_min_weights=0, kernel_max_density=1.0)
     if not values_step:
-        sparsifier._values_optimizer = None  # torch's own dense SGD step on the same sparse gradients
+        sparsifier._values_sgd = None  # torch's own dense SGD step on the same sparse gradients
     train_steps(sparsifier, model, steps, 30, 5)
     return sparsifier
 
 
 def test_values_only_sgd_step_equals_torchs_dense_step():
     fast, reference = static_pair(True), static_pair(False)
-    assert fast._values_optimizer is not None and not fast._dense_gradient
-    fast._values_optimizer.flush()
+    assert fast._values_sgd is not None and not fast._dense_gradient
+    fast._values_sgd.flush()
     for name in fast.weights:
         assert torch.allclose(fast.weights[name], reference.weights[name], atol=1e-6)
         fast_buffer = fast.optimizer.state[fast.weights[name]]["momentum_buffer"]
@@ -102,7 +102,7 @@ def test_missing_momentum_decay_is_applied_before_a_mask_update_reads_it():
     sparsifier = run("sparse", steps=0, window=5, total_steps=100)
     for _ in range(19):
         train_steps(sparsifier, sparsifier.model, 1, 30, 5)
-    pending = sparsifier._values_optimizer.pending_decay
+    pending = sparsifier._values_sgd.pending_decay
     assert all(count == 0 for count in pending.values())  # flushed when the window opened at step 15
     assert sparsifier.state_dict()["pending_momentum_decay"] == pending
 

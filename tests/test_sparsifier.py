@@ -49,7 +49,7 @@ def test_statistic_is_mean_momentum_over_active_weights_only():
     for name, value in (("0.weight", 1.0), ("2.weight", 3.0)):
         weight, mask = sparsifier.weights[name], sparsifier.masks[name]
         set_momentum(optimizer, weight, torch.where(mask, torch.full_like(weight, value), torch.full_like(weight, 100.0)))
-    assert sparsifier.redistribution_weights() == {"0.weight": pytest.approx(1.0), "2.weight": pytest.approx(3.0)}
+    assert sparsifier.layer_statistics() == {"0.weight": pytest.approx(1.0), "2.weight": pytest.approx(3.0)}
 
 
 def test_adam_statistic_is_first_moment_over_root_second_moment():
@@ -60,7 +60,7 @@ def test_adam_statistic_is_first_moment_over_root_second_moment():
     state = optimizer.state[sparsifier.weights["0.weight"]]
     state["exp_avg"].fill_(2.0)
     state["exp_avg_sq"].fill_(9.0)
-    assert sparsifier.redistribution_weights()["0.weight"] == pytest.approx(2.0 / 3.5)
+    assert sparsifier.layer_statistics()["0.weight"] == pytest.approx(2.0 / 3.5)
 
 
 def test_prune_removes_the_smallest_magnitudes_per_layer():

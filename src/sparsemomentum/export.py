@@ -9,13 +9,13 @@ so opening an exported model never runs code.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from .atomic import atomic_file
 from .errors import UserError
 from .models import create_model
 
@@ -47,15 +47,10 @@ def export_model(model: nn.Module, masks: dict[str, torch.Tensor], model_name: s
     """Write the export atomically; returns its size in bytes."""
     path = Path(path)
     payload = {"format": FORMAT, "model": model_name, "num_classes": num_classes, "tensors": sparse_state(model, masks)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "wb") as out:
+        with atomic_file(path) as out:
             torch.save(payload, out)
-        os.replace(temporary, path)
     except OSError as error:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
         raise UserError(f"cannot write {path} ({error.strerror}); choose a writable --out.") from None
     return path.stat().st_size
 

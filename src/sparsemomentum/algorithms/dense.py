@@ -25,9 +25,9 @@ class Dense(Sparsifier):
         super().__post_init__()
 
     def initial_masks(self) -> dict[str, torch.Tensor]:
-        return {name: torch.ones_like(w, dtype=torch.bool) for name, w in self.weights.items()}
+        return self.dense_masks()
 
-    def apply_masks(self) -> None:
+    def apply_masks(self, skip=()) -> None:
         """Nothing is masked, so nothing is multiplied (the baseline pays no masking cost)."""
 
     def update_due(self) -> bool:

@@ -29,7 +29,7 @@ class GMP(Sparsifier):
     growth: str = "random"
 
     def initial_masks(self) -> dict[str, torch.Tensor]:
-        return {name: torch.ones_like(w, dtype=torch.bool) for name, w in self.weights.items()}
+        return self.dense_masks()
 
     def scheduled_density(self) -> float:
         start, end = self.start_fraction * self.total_steps, self.end_fraction * self.total_steps
@@ -37,7 +37,10 @@ class GMP(Sparsifier):
         return self.density + (1.0 - self.density) * (1.0 - progress) ** 3
 
     def update_due(self) -> bool:
-        return self.step_count >= self.start_fraction * self.total_steps
+        """Between start and end of pruning, and until the target is reached exactly."""
+        started = self.step_count >= self.start_fraction * self.total_steps
+        return started and (self.step_count <= self.end_fraction * self.total_steps
+                            or self.nonzero_count() > self.target_nonzero_count())
 
     @torch.no_grad()
     def drop(self, prune_rate: float, shares: dict[str, float]) -> dict[str, int]:

@@ -16,8 +16,8 @@ class RigL(Sparsifier):
     gradient is largest. Grown weights start at zero *and* with their optimizer state reset,
     unlike sparse momentum, whose growth signal is that state.
 
-    The gradient read is the one the last ``step()`` applied: gradients are never masked,
-    so it is the dense gradient of the current batch.
+    The gradient read is the one the last ``step()`` applied, unmasked, so it is the dense
+    gradient of the current batch (the sparse backend computes it for that step).
     """
 
     distribution: str = "erk"

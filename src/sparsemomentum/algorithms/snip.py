@@ -27,7 +27,7 @@ class SNIP(Sparsifier):
         super().__post_init__()
 
     def initial_masks(self) -> dict[str, torch.Tensor]:
-        return {name: torch.ones_like(w, dtype=torch.bool) for name, w in self.weights.items()}
+        return self.dense_masks()
 
     @torch.no_grad()
     def choose_masks_from_gradients(self) -> None:
@@ -42,7 +42,9 @@ class SNIP(Sparsifier):
         self.scored = True
 
     def step(self, scaler: torch.amp.GradScaler | None = None) -> bool:
-        if not self.scored:
+        gradients = [w.grad for w in self.weights.values() if w.grad is not None]
+        if not self.scored and all(bool(torch.isfinite(g).all()) for g in gradients):
+            # A batch whose gradients overflowed (mixed precision) is no basis for the masks: wait.
             self.choose_masks_from_gradients()
             self.masks_changed()
         return super().step(scaler)

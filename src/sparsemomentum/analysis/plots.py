@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..atomic import atomic_file
 from ..train.run_folder import read_metrics
 
 
@@ -20,9 +21,8 @@ def pyplot():
 
 def save_figure(figure, path: Path) -> None:
     """Write through a temporary file so a killed run never leaves a half-written PNG."""
-    temporary = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(temporary, dpi=120, bbox_inches="tight")
-    os.replace(temporary, path)
+    with atomic_file(path) as out:
+        figure.savefig(out, format="png", dpi=120, bbox_inches="tight")
 
 
 def plot_run(run_dir: str | os.PathLike) -> list[Path]:

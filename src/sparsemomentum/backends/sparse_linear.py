@@ -1,7 +1,7 @@
 """Sparse CPU kernels for masked ``nn.Linear`` layers (pure ``torch.sparse``).
 
 The optimizer keeps seeing the dense ``nn.Parameter`` and its dense state; only the
-arithmetic changes. Facts this design rests on (docs/cpu-sparse-kernels.md):
+arithmetic changes. Facts this design rests on (measured on this CPU; benchmarks/kernels.py):
 
 * torch's CSR x dense product is fast only feature-major, Y^T = W X^T. The API stays
   batch-major ([batch, in] -> [batch, out], a drop-in for ``nn.Linear``) but the memory is
@@ -24,10 +24,10 @@ backward with the buffer and 56 ms with a fresh tensor.
 The buffer is reused only while nothing else holds it; gradient accumulation without
 ``zero_grad(set_to_none=True)``, a layer used twice in one graph or a kept reference to
 ``.grad`` fall back to a fresh zero-filled tensor (correct, slower). The optimizer's own
-step stays dense, O(out x in) per step: the price of unchanged optimizer semantics.
+step would stay dense, O(out x in) per step; for SGD, ``values_sgd`` steps the non-zeros only.
 
 With sparse dW the gradient of a missing weight is zero, so its momentum only decays.
-Sparse momentum's growth (and RigL's) read exactly that quantity, hence
+Sparse momentum's growth reads exactly that momentum (RigL's reads the gradient), hence
 ``dense_weight_gradient=True``: the full dW = dY^T X (a dense GEMM written into the same
 buffer), switched on for a "momentum window" before each mask update.
 """
@@ -251,7 +251,7 @@ class SparseLinearHandle:
         self.dense: dict[str, str] = {}
         self._classify()
 
-    def _dense_reason(self, forward: _SparseForward, mask: torch.Tensor) -> str | None:
+    def _why_dense(self, mask: torch.Tensor) -> str | None:
         if mask.numel() < self.min_weights:
             return f"{mask.numel():,} weights: fixed per-call costs outweigh the saving below {self.min_weights:,}"
         density = float(mask.sum()) / mask.numel()
@@ -266,7 +266,7 @@ class SparseLinearHandle:
 
     def _place(self, forward: _SparseForward, mask: torch.Tensor) -> None:
         """New layout objects (a graph built before keeps its own), or the dense path."""
-        forward.reason = self._dense_reason(forward, mask)
+        forward.reason = self._why_dense(mask)
         forward.layout = None if forward.reason else SparseLinearLayout(forward.module.weight, mask)
 
     def rebuild(self, masks: dict[str, torch.Tensor]) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from ..core.optimizer_state import param_group_index
 from .sparse_linear import SparseLinearHandle
 
 
@@ -33,15 +34,16 @@ def supports(optimizer: torch.optim.Optimizer) -> bool:
 class ValuesOnlySGD:
     """Steps the sparse-kernel layers' weights of an SGD optimizer at their non-zeros."""
 
-    def __init__(self, optimizer: torch.optim.SGD, kernels: SparseLinearHandle, names: dict[str, torch.nn.Parameter]) -> None:
+    def __init__(self, optimizer: torch.optim.SGD, kernels: SparseLinearHandle, weights: dict[str, torch.nn.Parameter]) -> None:
         self.optimizer = optimizer
         self.kernels = kernels
-        self.params = {name: names[name] for name in list(kernels.sparse) + list(kernels.dense) if name in names}
-        self.groups = {name: self._group_of(param) for name, param in self.params.items()}
+        self.params = {name: weights[name] for name in list(kernels.sparse) + list(kernels.dense) if name in weights}
+        # Group positions, not group dicts: optimizer.load_state_dict replaces the dicts (a resume).
+        self.group_index = {name: param_group_index(optimizer, param) for name, param in self.params.items()}
         self.pending_decay = {name: 0 for name in self.params}
 
-    def _group_of(self, param: torch.Tensor) -> dict[str, Any]:
-        return next(group for group in self.optimizer.param_groups if any(p is param for p in group["params"]))
+    def group(self, name: str) -> dict[str, Any]:
+        return self.optimizer.param_groups[self.group_index[name]]
 
     @torch.no_grad()
     def step(self) -> None:
@@ -60,26 +62,26 @@ class ValuesOnlySGD:
                 self._step_values(name, param, gradients[name])
 
     def _step_values(self, name: str, param: torch.Tensor, gradient: torch.Tensor) -> None:
-        group = self.groups[name]
+        group = self.group(name)
         index = self.kernels.layout(name).flat_index
         weight = param.view(-1)
-        step = gradient.reshape(-1).index_select(0, index)
+        direction = gradient.reshape(-1).index_select(0, index)
         values = weight.index_select(0, index)
         if group["weight_decay"]:
-            step = step.add(values, alpha=group["weight_decay"])
+            direction = direction.add(values, alpha=group["weight_decay"])
         momentum = group["momentum"]
         if momentum:
             state = self.optimizer.state[param]
             buffer = state.get("momentum_buffer")
             if buffer is None:  # torch's first step: the buffer is the gradient itself (0 where missing)
                 buffer = state["momentum_buffer"] = torch.zeros_like(param)
-                moment = step.clone()
+                moment = direction.clone()
             else:
-                moment = buffer.view(-1).index_select(0, index).mul_(momentum).add_(step, alpha=1 - group["dampening"])
+                moment = buffer.view(-1).index_select(0, index).mul_(momentum).add_(direction, alpha=1 - group["dampening"])
                 self.pending_decay[name] += 1
             buffer.view(-1).index_copy_(0, index, moment)
-            step = step.add(moment, alpha=momentum) if group["nesterov"] else moment
-        weight.index_copy_(0, index, values.sub_(step, alpha=group["lr"]))
+            direction = direction.add(moment, alpha=momentum) if group["nesterov"] else moment
+        weight.index_copy_(0, index, values.sub_(direction, alpha=group["lr"]))
 
     @torch.no_grad()
     def flush(self) -> None:
@@ -91,6 +93,6 @@ class ValuesOnlySGD:
             if buffer is not None:
                 index = self.kernels.layout(name).flat_index
                 active = buffer.view(-1).index_select(0, index)
-                buffer.mul_(self.groups[name]["momentum"] ** steps)
+                buffer.mul_(self.group(name)["momentum"] ** steps)
                 buffer.view(-1).index_copy_(0, index, active)
             self.pending_decay[name] = 0

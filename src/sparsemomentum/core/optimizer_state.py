@@ -33,7 +33,7 @@ def momentum_of(optimizer: torch.optim.Optimizer, param: torch.Tensor) -> torch.
     """The smoothed gradient of ``param``; zeros if the optimizer has no state for it yet."""
     state = optimizer.state.get(param, {})
     if "exp_avg" in state and "exp_avg_sq" in state:
-        eps = _group_of(optimizer, param).get("eps", 1e-8)
+        eps = optimizer.param_groups[param_group_index(optimizer, param)].get("eps", 1e-8)
         return state["exp_avg"] / (state["exp_avg_sq"].sqrt() + eps)
     buffer = state.get("momentum_buffer")
     if buffer is not None:
@@ -41,11 +41,9 @@ def momentum_of(optimizer: torch.optim.Optimizer, param: torch.Tensor) -> torch.
     return torch.zeros_like(param)
 
 
-def _group_of(optimizer: torch.optim.Optimizer, param: torch.Tensor) -> dict:
-    for group in optimizer.param_groups:
-        if any(p is param for p in group["params"]):
-            return group
-    return {}
+def param_group_index(optimizer: torch.optim.Optimizer, param: torch.Tensor) -> int:
+    """Position of the parameter group holding ``param`` (the sparsifier checked it is held)."""
+    return next(i for i, group in enumerate(optimizer.param_groups) if any(p is param for p in group["params"]))
 
 
 @torch.no_grad()

@@ -10,14 +10,16 @@ A :class:`Sparsifier` owns one boolean mask per sparse weight and keeps three pr
 An update is always the same five moves, and algorithms differ only in the parts they
 plug in (see ``algorithms/``)::
 
-    statistic per layer   redistribution_weights()   (before pruning)
+    statistic per layer   layer_statistics()          (before pruning)
     which to drop         drop()                      -> removed count per layer
     how many per layer    regrowth_counts()           (exact integer allocation)
     which to grow         growth_scores(name)         (top-k of missing positions)
     bookkeeping           apply_masks(), counters, history
 
-Gradients are never masked: missing weights keep accumulating momentum, which is what
-momentum growth reads. Grown weights start at exactly zero and keep their optimizer state.
+Gradients are not masked: missing weights keep accumulating momentum, which is what
+momentum growth reads (with ``backend="sparse"`` they do so in a window of steps before
+each update; see ``dense_gradient_needed``). Grown weights start at exactly zero and keep
+their optimizer state.
 """
 from __future__ import annotations
 
@@ -87,8 +89,8 @@ class Sparsifier:
     seed: int = 0
     backend: str = "masked"
     momentum_window: int = 50
-    # Where sparse kernels beat dense ones on a 2-core CPU (docs/cpu-sparse-kernels.md,
-    # benchmarks/kernels.py): at most ~20 % density, and not for tiny layers.
+    # Where sparse kernels beat dense ones on a 2-core CPU (benchmarks/kernels.py,
+    # docs/speed.md): at most ~20 % density, and not for tiny layers.
     kernel_max_density: float = 0.2
     kernel_min_weights: int = 16384
     mask_check: Callable[[dict[str, torch.Tensor]], None] | None = field(default=None, repr=False)
@@ -106,12 +108,12 @@ class Sparsifier:
         self.generator = torch.Generator().manual_seed(self.seed)
         self._target = allocation.target_nonzeros(self.density, sum(w.numel() for w in self.weights.values()))
         self.masks: dict[str, torch.Tensor] = self.initial_masks()
-        self._multiplier_key: list[int] | None = None
+        self._multiplier_sources: list[torch.Tensor] = []
         self.apply_masks()
         self._last_update_step = 0
         self._update_period: int | None = None
         self.kernels = None
-        self._values_optimizer = None
+        self._values_sgd = None
         self._dense_gradient = True
         if self.backend == "sparse":
             from ..backends import sparsify_linear_layers, values_sgd
@@ -119,7 +121,7 @@ class Sparsifier:
             self.kernels = sparsify_linear_layers(self.model, self.masks, max_density=self.kernel_max_density,
                                                   min_weights=self.kernel_min_weights)
             if values_sgd.supports(self.optimizer):
-                self._values_optimizer = values_sgd.ValuesOnlySGD(self.optimizer, self.kernels, self.weights)
+                self._values_sgd = values_sgd.ValuesOnlySGD(self.optimizer, self.kernels, self.weights)
             self._choose_weight_gradient()
 
     # ----------------------------------------------------------------- validation
@@ -169,7 +171,11 @@ class Sparsifier:
             for (name, w), count in zip(self.weights.items(), counts)
         }
 
-    def redistribution_weights(self) -> dict[str, float]:
+    def dense_masks(self) -> dict[str, torch.Tensor]:
+        """All-ones masks, for methods that start dense (GMP, SNIP before its first gradient)."""
+        return {name: torch.ones_like(w, dtype=torch.bool) for name, w in self.weights.items()}
+
+    def layer_statistics(self) -> dict[str, float]:
         """Per-layer statistic over *active* weights that decides who gets regrowth."""
         stats = {}
         for name, mask in self.masks.items():
@@ -233,7 +239,7 @@ class Sparsifier:
     # ----------------------------------------------------------------- sparse backend
     def masks_changed(self) -> None:
         """Zero the newly masked weights and give the sparse kernels the new layout."""
-        self._multiplier_key = None
+        self._multiplier_sources = []
         self.apply_masks()
         if self.kernels is not None:
             self.kernels.rebuild(self.masks)
@@ -256,7 +262,12 @@ class Sparsifier:
         """
         window = {"momentum": self.momentum_window, "gradient": 1}.get(self.growth, 0)
         remaining = self._steps_to_next_update()
-        return window > 0 and self.update_due() and (remaining is None or remaining <= window)
+        if window == 0 or not self.update_due():
+            return False
+        if remaining is None:
+            return True
+        next_update = self.step_count + remaining  # no window before an update that will not happen
+        return remaining <= window and (self.total_steps == 0 or next_update < self.stop_fraction * self.total_steps)
 
     def _choose_weight_gradient(self) -> None:
         self._dense_gradient = self.dense_gradient_needed()
@@ -272,10 +283,10 @@ class Sparsifier:
         80 ms against 4 ms per step for a 784-4096-4096-10 MLP). They are rebuilt whenever a
         mask tensor is replaced; after changing a mask *in place*, call :meth:`masks_changed`.
         """
-        key = [id(mask) for mask in self.masks.values()]
-        if key != self._multiplier_key:
+        masks = list(self.masks.values())
+        if len(masks) != len(self._multiplier_sources) or any(a is not b for a, b in zip(masks, self._multiplier_sources)):
             self._multipliers = {name: mask.to(self.weights[name].dtype) for name, mask in self.masks.items()}
-            self._multiplier_key = key
+            self._multiplier_sources = masks
         names = [name for name in self.weights if name not in skip]
         if names:
             torch._foreach_mul_([self.weights[n] for n in names], [self._multipliers[n] for n in names])
@@ -287,13 +298,13 @@ class Sparsifier:
         inf/NaN gradients changed no weight, so it does not advance the schedule either.
         Returns whether the step was taken.
         """
-        if self._values_optimizer is not None and scaler is None and not self._dense_gradient:
+        if self._values_sgd is not None and scaler is None and not self._dense_gradient:
             # Sparse layers step their non-zeros only; their missing weights never move.
-            self._values_optimizer.step()
+            self._values_sgd.step()
             self.apply_masks(skip=self.kernels.sparse)
         else:
-            if self._values_optimizer is not None:
-                self._values_optimizer.flush()
+            if self._values_sgd is not None:
+                self._values_sgd.flush()
             if scaler is None:
                 self.optimizer.step()
             else:
@@ -329,8 +340,8 @@ class Sparsifier:
         """
         if not self.update_due():
             return None
-        if self._values_optimizer is not None:
-            self._values_optimizer.flush()
+        if self._values_sgd is not None:
+            self._values_sgd.flush()
         broken = [name for name, weight in self.weights.items() if not bool(torch.isfinite(weight).all())]
         if broken:
             raise NonFiniteWeights(
@@ -338,7 +349,7 @@ class Sparsifier:
                 "training diverged: lower the learning rate and start again from the last good checkpoint."
             )
         prune_rate = self.current_prune_rate()
-        statistics = self.redistribution_weights()
+        statistics = self.layer_statistics()
         total = sum(statistics.values())
         shares = {n: (s / total if total > 0 else 0.0) for n, s in statistics.items()}
         before = {n: m.clone() for n, m in self.masks.items()}
@@ -382,7 +393,7 @@ class Sparsifier:
             "generator_state": self.generator.get_state(),
             "last_update_step": self._last_update_step,
             "update_period": self._update_period,
-            "pending_momentum_decay": dict(self._values_optimizer.pending_decay) if self._values_optimizer else {},
+            "pending_momentum_decay": dict(self._values_sgd.pending_decay) if self._values_sgd else {},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -399,15 +410,19 @@ class Sparsifier:
                     f"the checkpoint's mask for {name!r} has shape {tuple(mask.shape)} but the weight has "
                     f"{tuple(self.weights[name].shape)}; resume with the model the checkpoint was written with."
                 )
+        if int(state["target_nonzero_count"]) != self._target:
+            raise UserError(
+                f"the checkpoint keeps {int(state['target_nonzero_count'])} non-zeros but density {self.density} "
+                f"means {self._target}; resume with the density the checkpoint was written with."
+            )
         self.masks = {name: masks[name].to(device=w.device, dtype=torch.bool) for name, w in self.weights.items()}
         self.step_count = int(state["step_count"])
         self.update_count = int(state["update_count"])
-        self._target = int(state["target_nonzero_count"])
         self.generator.set_state(state["generator_state"])
         self._last_update_step = int(state.get("last_update_step", 0))
         self._update_period = state.get("update_period")
-        if self._values_optimizer is not None:
-            self._values_optimizer.pending_decay.update(state.get("pending_momentum_decay", {}))
+        if self._values_sgd is not None:
+            self._values_sgd.pending_decay.update(state.get("pending_momentum_decay", {}))
         self.masks_changed()
         if self.kernels is not None:
             self._choose_weight_gradient()

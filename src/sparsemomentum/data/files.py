@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.request
 from pathlib import Path
 from typing import Sequence
 
+from ..atomic import atomic_file
 from ..errors import UserError
 
 DATA_DIR_VARIABLE = "SPARSEMOMENTUM_DATA"
@@ -48,7 +48,10 @@ def verified_file(
                 f"(from {mirrors[0]}{filename}) or allow downloading."
             )
         _download(path, md5, mirrors, dataset)
-    actual = md5_of(path)
+    try:
+        actual = md5_of(path)
+    except OSError as error:
+        raise UserError(f"cannot read {path} ({error.strerror}); make it readable or point --data-dir elsewhere.") from None
     if actual != md5:
         raise UserError(
             f"{dataset} file {path} is corrupt or truncated (md5 {actual}, expected {md5}); "
@@ -58,27 +61,28 @@ def verified_file(
 
 
 def _download(path: Path, md5: str, mirrors: Sequence[str], dataset: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     failures = []
     for mirror in mirrors:
         url = mirror + path.name
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
         try:
-            with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=30) as response:
+            with atomic_file(path) as out, urllib.request.urlopen(url, timeout=30) as response:
+                digest = hashlib.md5()
                 for chunk in iter(lambda: response.read(1 << 20), b""):
+                    digest.update(chunk)
                     out.write(chunk)
-            if md5_of(Path(temporary)) != md5:
-                failures.append(f"{url}: wrong md5")
-                continue
-            os.replace(temporary, path)
+                if digest.hexdigest() != md5:
+                    raise _WrongChecksum
             return
-        except OSError as error:  # URLError, timeouts and refused connections are all OSErrors
-            failures.append(f"{url}: {getattr(error, 'reason', error)}")
-        finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
+        except _WrongChecksum:
+            failures.append(f"{url}: wrong md5")
+        except OSError as error:  # URLError, timeouts, refused connections, an unwritable folder
+            failures.append(f"{url}: {getattr(error, 'reason', None) or error.strerror or error}")
     raise UserError(
         f"{dataset} file {path.name} is missing from {path.parent} and could not be downloaded "
         f"({'; '.join(failures)}); download it by hand from {mirrors[0]}{path.name} into {path.parent}, "
         f"or point --data-dir / ${DATA_DIR_VARIABLE} at a folder that holds it."
     )
+
+
+class _WrongChecksum(Exception):
+    """A mirror served a file with another md5: try the next mirror."""

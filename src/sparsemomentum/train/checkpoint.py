@@ -9,12 +9,12 @@ instant therefore leaves at least one complete checkpoint. Loading uses
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..atomic import atomic_file
 from ..errors import UserError
 
 CHECKPOINT = "checkpoint.pt"
@@ -22,19 +22,13 @@ PREVIOUS = "checkpoint-previous.pt"
 
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
-    handle, temporary = tempfile.mkstemp(dir=run_dir, prefix=".checkpoint.", suffix=".tmp")
+    current = run_dir / CHECKPOINT
     try:
-        with os.fdopen(handle, "wb") as out:
+        with atomic_file(current) as out:
             torch.save(state, out)
-            out.flush()
-            os.fsync(out.fileno())
-        current = run_dir / CHECKPOINT
-        if current.exists():
-            os.replace(current, run_dir / PREVIOUS)
-        os.replace(temporary, current)
+            if current.exists():  # the new one is complete: keep the old one until it replaces it
+                os.replace(current, run_dir / PREVIOUS)
     except OSError as error:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
         raise UserError(
             f"cannot write a checkpoint into {run_dir} ({error.strerror}); free disk space or make the folder writable, "
             "then resume with --resume."

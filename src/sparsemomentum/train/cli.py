@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 import typing
-from dataclasses import MISSING
+from dataclasses import MISSING, fields
 from typing import Sequence
 
 from ..errors import UserError
@@ -17,7 +17,7 @@ from .config import TrainConfig
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     hints = typing.get_type_hints(TrainConfig)
-    for spec in TrainConfig.field_specs():
+    for spec in fields(TrainConfig):
         flag = "--" + spec.name.replace("_", "-")
         kind = hints[spec.name]
         default = spec.default if spec.default is not MISSING else spec.default_factory()

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..algorithms import METHODS
+from ..algorithms import METHODS, create_sparsifier
 from ..data import list_datasets
 from ..errors import UserError
 from ..models import list_models
@@ -88,6 +88,10 @@ class TrainConfig:
             raise UserError(f"prune rate must be in [0, 1), got {self.prune_rate}; the paper uses 0.5.")
         if self.lr <= 0:
             raise UserError(f"learning rate must be positive, got {self.lr}.")
+        if self.weight_decay < 0:
+            raise UserError(f"weight decay must be zero or positive, got {self.weight_decay}.")
+        if not 0.0 <= self.momentum < 1.0:
+            raise UserError(f"momentum must be in [0, 1), got {self.momentum}; the paper uses 0.9.")
         if self.lr_decay_every <= 0:
             raise UserError(f"--lr-decay-every must be a positive number of steps, got {self.lr_decay_every}.")
         if self.optimizer not in ("sgd", "adam", "adamw"):
@@ -100,14 +104,32 @@ class TrainConfig:
             raise UserError(f"--checkpoint-every must be a positive number of steps, got {self.checkpoint_every}.")
         if self.device is not None and self.device.split(":")[0] not in ("cpu", "cuda"):
             raise UserError(f"unknown device {self.device!r}; use cpu or cuda.")
-        if self.device is not None and self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise UserError("--device cuda was asked for but no CUDA device is available; use --device cpu.")
+        if self.device is not None and self.device.startswith("cuda"):
+            try:
+                index = torch.device(self.device).index or 0
+            except RuntimeError:
+                raise UserError(f"unknown device {self.device!r}; use cpu, cuda or cuda:N.") from None
+            if index >= torch.cuda.device_count():
+                raise UserError(f"--device {self.device} was asked for but {torch.cuda.device_count()} CUDA devices are available; "
+                                "use --device cpu or a lower index.")
         unknown_types = [name for name in self.layer_types if not isinstance(getattr(torch.nn, name, None), type)]
         if unknown_types:
             raise UserError(f"unknown layer type {unknown_types[0]!r}; use torch.nn class names such as Linear or Conv2d.")
         if self.threads is not None and self.threads <= 0:
             raise UserError(f"threads must be a positive number, got {self.threads}.")
+        self._check_method_options()
         return self
+
+    def _check_method_options(self) -> None:
+        """Build the method once on a one-layer stand-in, so that every method option is checked
+        by the code that uses it, before a run folder is made or data is loaded."""
+        stand_in = torch.nn.Linear(4, 4)
+        if self.optimizer == "sgd":
+            optimizer = torch.optim.SGD(stand_in.parameters(), lr=self.lr, momentum=self.momentum)
+        else:
+            optimizer = (torch.optim.Adam if self.optimizer == "adam" else torch.optim.AdamW)(stand_in.parameters(), lr=self.lr)
+        create_sparsifier(self.method, stand_in, optimizer, **self.method_options(), density=self.density,
+                          total_steps=self.epochs)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -115,10 +137,6 @@ class TrainConfig:
     def method_options(self) -> dict[str, Any]:
         """The method options this run sets explicitly; the method supplies the rest."""
         return {name: getattr(self, name) for name in METHOD_OPTIONS if getattr(self, name) is not None}
-
-    @classmethod
-    def field_specs(cls):
-        return fields(cls)
 
     @classmethod
     def from_run(cls, run_dir: str, **overrides: Any) -> "TrainConfig":
@@ -135,4 +153,5 @@ class TrainConfig:
             raise UserError(f"{path} is damaged (not JSON); the run cannot be resumed, start it again.") from None
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in saved.items() if k in known}
-        return cls(**{**values, **overrides, "resume": str(run_dir), "out": str(run_dir)})
+        given = {k: v for k, v in overrides.items() if v is not None}  # unset flags keep the run's values
+        return cls(**{**values, **given, "resume": str(run_dir), "out": str(run_dir)})

@@ -21,6 +21,7 @@ from ..errors import UserError
 class ProcessGroup:
     rank: int = 0
     world_size: int = 1
+    device: torch.device = torch.device("cpu")
 
     @property
     def is_main(self) -> bool:
@@ -32,13 +33,19 @@ class ProcessGroup:
 
 
 def setup(device: torch.device) -> ProcessGroup:
-    """Join the group torchrun describes in the environment; a single process otherwise."""
+    """Join the group torchrun describes in the environment; a single process otherwise.
+
+    On CUDA each process takes the GPU of its local rank.
+    """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
-        return ProcessGroup()
+        return ProcessGroup(device=device)
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return ProcessGroup(dist.get_rank(), dist.get_world_size())
+    return ProcessGroup(dist.get_rank(), dist.get_world_size(), device)
 
 
 def teardown(group: ProcessGroup) -> None:
@@ -47,7 +54,11 @@ def teardown(group: ProcessGroup) -> None:
 
 
 def shard(inputs: torch.Tensor, labels: torch.Tensor, group: ProcessGroup) -> tuple[torch.Tensor, torch.Tensor]:
-    """This rank's part of a global batch: every sample is seen by exactly one rank."""
+    """This rank's part of a global batch: every sample is seen by exactly one rank.
+
+    Shards differ by one sample when the batch does not divide evenly (a rank may get
+    none); the loop weights each rank's loss so that DDP's average is the global mean.
+    """
     if not group.distributed:
         return inputs, labels
     return inputs[group.rank :: group.world_size], labels[group.rank :: group.world_size]

@@ -80,10 +80,9 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     config.validate()
     if config.threads:
         torch.set_num_threads(config.threads)
-    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    group = distributed.setup(device)
+    group = distributed.setup(torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu")))
     try:
-        return _train(config, progress and group.is_main, device, group)
+        return _train(config, progress and group.is_main, group.device, group)
     finally:
         distributed.teardown(group)
 
@@ -103,7 +102,10 @@ def _train(config: TrainConfig, progress: bool, device: torch.device, group: dis
     scaler = torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None
     autocast = (torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16)
                 if config.amp else contextlib.nullcontext())
-    network = DistributedDataParallel(model) if group.distributed else model
+    if group.distributed:
+        network = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    else:
+        network = model
 
     def checkpoint(epoch: int, step_in_epoch: int, epoch_shuffle_state: torch.Tensor, loss_sum: torch.Tensor) -> None:
         """Everything needed to continue bit-identically: the run goes on at step ``step_in_epoch``
@@ -115,6 +117,7 @@ def _train(config: TrainConfig, progress: bool, device: torch.device, group: dis
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "sparsifier": sparsifier.state_dict(),
             "lr_schedule": lr_schedule.state_dict(), "scaler": scaler.state_dict() if scaler else {},
             "epoch_shuffle_state": epoch_shuffle_state, "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
             "num_classes": splits.num_classes,
         })
 
@@ -129,6 +132,8 @@ def _train(config: TrainConfig, progress: bool, device: torch.device, group: dis
             scaler.load_state_dict(state["scaler"])
         shuffle.set_state(state["epoch_shuffle_state"])
         torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state.get("cuda_rng"):
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         first_epoch, skip_steps, resumed_loss = state["epoch"], state["step_in_epoch"], state["loss_sum"]
         if run:
             run.keep_metrics_before(first_epoch)
@@ -151,10 +156,14 @@ def _train(config: TrainConfig, progress: bool, device: torch.device, group: dis
         for step_in_epoch, (inputs, labels) in enumerate(bar, start=1):
             if epoch == first_epoch and step_in_epoch <= skip_steps:
                 continue  # replayed only to advance the shuffle and augmentation RNG exactly
+            global_count = len(labels)
             inputs, labels = distributed.shard(inputs.to(device), labels.to(device), group)
             optimizer.zero_grad(set_to_none=True)
             with autocast:
-                loss = F.cross_entropy(network(inputs), labels)
+                if group.distributed:  # this shard's share of the global mean (DDP averages over ranks)
+                    loss = F.cross_entropy(network(inputs), labels, reduction="sum") * group.world_size / global_count
+                else:
+                    loss = F.cross_entropy(network(inputs), labels)
             (scaler.scale(loss) if scaler else loss).backward()
             sparsifier.step(scaler)
             lr_schedule.step()

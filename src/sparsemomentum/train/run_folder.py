@@ -8,23 +8,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..atomic import atomic_file
 from ..errors import UserError
 
 
 def write_atomically(path: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as out:
-            out.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    with atomic_file(path, "w") as out:
+        out.write(text)
 
 
 class RunFolder:
@@ -43,6 +36,9 @@ class RunFolder:
         if self.path.is_dir() and any(self.path.iterdir()):
             if not overwrite:
                 raise UserError(f"the run folder {self.path} already exists; choose another --out or pass --overwrite.")
+            if not any((self.path / name).exists() for name in (self.CONFIG, self.METRICS, self.SUMMARY)):
+                raise UserError(f"{self.path} is not empty and is not a run folder (no config.json or metrics.jsonl), "
+                                "so --overwrite will not delete it; choose another --out.")
             shutil.rmtree(self.path)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
