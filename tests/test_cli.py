@@ -115,3 +115,12 @@ def test_method_options_are_checked_before_anything_is_written(arguments, messag
     assert run_cli(*arguments, "--out", str(out), data_dir=tmp_path / "no-data-needed") == 2
     assert __import__("re").search(message, capsys.readouterr().err)
     assert not out.exists()
+
+
+def test_sparse_backend_trains_from_the_command_line(tmp_path, data_dir, capsys):
+    out = tmp_path / "sparse"
+    assert run_cli("--backend", "sparse", "--epochs", "2", "--batch-size", "500", "--out", str(out), data_dir=data_dir) == 0
+    assert "sparse kernels: fc1.weight, fc2.weight; dense: fc3.weight" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["nonzero"] == summary["target_nonzero"] and summary["test_accuracy"] > 80.0
+    assert json.loads((out / "config.json").read_text())["resolved"]["backend"] == "sparse"
