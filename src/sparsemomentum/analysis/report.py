@@ -234,8 +234,14 @@ def plot_error_vs_density(group: Group, path: Path) -> None:
             axis.scatter(*zip(*reference), facecolors="none", edgecolors=colors[label], marker="s", zorder=3)
     if any(group.paper(label, d) is not None for label in group.labels for d in group.densities):
         axis.scatter([], [], facecolors="none", edgecolors="gray", marker="s", label=f"{CITATION} (open squares)")
-    axis.set(xscale="log", xlabel="density (% of weights, log scale)", ylabel="test error (%)",
+    # Log error axis: a method that fails at low density (static sparse at 1 %) would
+    # otherwise flatten the differences between the others.
+    axis.set(xscale="log", yscale="log", xlabel="density (% of weights, log scale)", ylabel="test error (%, log scale)",
              title=f"Test error vs density, {group.title}")
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     sparse = [100 * d for d in group.densities if d < 1.0]
     axis.set_xticks(sparse, [f"{d:g}" for d in sparse])
     axis.minorticks_off()
