@@ -341,3 +341,12 @@ def test_runs_on_cuda():
     sparsifier.step()
     sparsifier.update_masks()
     assert sparsifier.nonzero_count() == sparsifier.target_nonzero_count()
+
+
+def test_state_dict_of_another_density_is_refused():
+    _, _, sparsifier = two_layer(density=0.5)
+    torch.manual_seed(0)
+    model = mlp(10, 20, 5)
+    other = sm.SparseMomentum(model, sgd(model), density=0.3, total_steps=100)
+    with pytest.raises(sm.UserError, match="the checkpoint keeps 150 non-zeros but density 0.3 means 90"):
+        other.load_state_dict(sparsifier.state_dict())
