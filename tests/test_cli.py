@@ -124,3 +124,39 @@ def test_sparse_backend_trains_from_the_command_line(tmp_path, data_dir, capsys)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["nonzero"] == summary["target_nonzero"] and summary["test_accuracy"] > 80.0
     assert json.loads((out / "config.json").read_text())["resolved"]["backend"] == "sparse"
+
+
+def test_preset_sets_the_papers_recipe_and_given_flags_win(monkeypatch):
+    from sparsemomentum.train import cli
+
+    seen = {}
+
+    def record(config, progress=True):
+        seen["config"] = config
+        return {"test_accuracy": 0.0, "test_error": 100.0, "nonzero": 0, "target_nonzero": 0, "seconds": 0.0}
+
+    monkeypatch.setattr("sparsemomentum.train.loop.train", record)
+    cli.main(["train", "--preset", "imagenet", "--epochs", "2", "--lr-milestones", "1"])
+    config = seen["config"]
+    assert (config.dataset, config.model, config.batch_size, config.weight_decay) == ("imagenet", "resnet50", 256, 1e-4)
+    assert (config.warmup_epochs, config.label_smoothing, config.prune_rate, config.density) == (5, 0.1, 0.2, 0.1)
+    assert (config.epochs, config.lr_milestones) == (2, [1])
+
+
+def test_lr_schedule_warms_up_then_decays_at_milestones():
+    import torch
+
+    from sparsemomentum.train.config import TrainConfig
+    from sparsemomentum.train.loop import build_lr_schedule
+
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([parameter], lr=0.1)
+    schedule = build_lr_schedule(TrainConfig(lr_milestones=[2, 3], warmup_epochs=1), optimizer, steps_per_epoch=4)
+    rates = []
+    for _ in range(14):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert rates[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1])
+    assert rates[4:8] == pytest.approx([0.1] * 4) and rates[8:12] == pytest.approx([0.01] * 4)
+    assert rates[12:] == pytest.approx([0.001] * 2)

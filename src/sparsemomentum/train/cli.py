@@ -12,7 +12,7 @@ from dataclasses import MISSING, fields
 from typing import Sequence
 
 from ..errors import UserError
-from .config import TrainConfig
+from .config import PRESETS, TrainConfig
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -24,13 +24,17 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         help_text = f"{spec.metadata['help']} (default: {default})"
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
-        elif kind == list[str]:
-            parser.add_argument(flag, nargs="*", default=default, metavar="PATTERN", help=help_text)
+        elif typing.get_origin(kind) is list:
+            item = typing.get_args(kind)[0]
+            parser.add_argument(flag, nargs="*", type=item, default=default, metavar="EPOCH" if item is int else "NAME",
+                                help=help_text)
         else:
             base = next((t for t in (int, float, str) if kind is t or t in typing.get_args(kind)), str)
             parser.add_argument(flag, type=base, default=default, help=help_text)
     parser.add_argument("--dense", action="store_const", const="dense", dest="method",
                         help="train the dense baseline (same as --method dense)")
+    parser.add_argument("--preset", choices=sorted(PRESETS),
+                        help="the paper's recipe for a data set (model, epochs, batch, optimizer, schedule); flags given win")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,8 +101,21 @@ def _report(path: str, out: str | None, density: float | None) -> None:
     print(f"wrote {write_report(path, out, density)}")
 
 
+def _parse(argv: Sequence[str] | None) -> dict:
+    """Parse once to find a preset, then again with the preset as defaults: given flags win."""
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    if getattr(arguments, "preset", None):
+        train_parser = parser._subparsers._group_actions[0].choices["train"]
+        train_parser.set_defaults(**PRESETS[arguments.preset])
+        arguments = parser.parse_args(argv)
+    arguments = vars(arguments)
+    arguments.pop("preset", None)
+    return arguments
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = vars(build_parser().parse_args(argv))
+    arguments = _parse(argv)
     command = arguments.pop("command")
     try:
         if command == "train":

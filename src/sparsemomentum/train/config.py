@@ -22,6 +22,19 @@ def option(default: Any, help: str, **extra: Any) -> Any:
     return field(default=default, metadata={"help": help, **extra})
 
 
+# The paper's recipes (docs: "Training recipes of the paper"). A preset sets defaults; flags
+# given on the command line still win.
+PRESETS: dict[str, dict[str, Any]] = {
+    "mnist": {"dataset": "mnist", "model": "lenet300-100", "epochs": 100, "batch_size": 100, "lr": 0.1,
+              "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "lr_decay_every": 25000, "density": 0.05},
+    "cifar10": {"dataset": "cifar10", "model": "wrn-16-8", "epochs": 250, "batch_size": 128, "lr": 0.1,
+                "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "lr_decay_every": 25000, "density": 0.05},
+    "imagenet": {"dataset": "imagenet", "model": "resnet50", "epochs": 100, "batch_size": 256, "lr": 0.1,
+                 "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4, "lr_milestones": [30, 60, 90],
+                 "warmup_epochs": 5, "label_smoothing": 0.1, "prune_rate": 0.2, "density": 0.1},
+}
+PRESETS["cifar100"] = {**PRESETS["cifar10"], "dataset": "cifar100"}
+
 METHOD_OPTIONS = (
     "prune_rate", "prune_rate_schedule", "final_prune_rate", "distribution", "prune", "redistribution",
     "growth", "update_interval", "stop_fraction", "threshold", "tolerance", "start_fraction", "end_fraction",
@@ -46,6 +59,9 @@ class TrainConfig:
     weight_decay: float = option(5e-4, "weight decay")
     lr_decay_every: int = option(25000, "multiply the learning rate by --lr-decay-factor every this many steps")
     lr_decay_factor: float = option(0.1, "learning-rate decay factor")
+    lr_milestones: list[int] = option([], "epochs at which to decay the learning rate instead of every --lr-decay-every steps")
+    warmup_epochs: int = option(0, "linear learning-rate warm-up over this many epochs")
+    label_smoothing: float = option(0.0, "label smoothing of the training loss")
     # Method options: None means "the method's own default" (sparse momentum: the paper's).
     prune_rate: float | None = option(None, "initial fraction of each layer's weights replaced per update, in [0, 1) (SET: zeta)")
     prune_rate_schedule: str | None = option(None, "cosine, linear or constant")
@@ -92,6 +108,10 @@ class TrainConfig:
             raise UserError(f"weight decay must be zero or positive, got {self.weight_decay}.")
         if not 0.0 <= self.momentum < 1.0:
             raise UserError(f"momentum must be in [0, 1), got {self.momentum}; the paper uses 0.9.")
+        if self.warmup_epochs < 0 or any(m <= 0 for m in self.lr_milestones):
+            raise UserError("--warmup-epochs and --lr-milestones must be positive numbers of epochs.")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise UserError(f"label smoothing must be in [0, 1), got {self.label_smoothing}.")
         if self.lr_decay_every <= 0:
             raise UserError(f"--lr-decay-every must be a positive number of steps, got {self.lr_decay_every}.")
         if self.optimizer not in ("sgd", "adam", "adamw"):

@@ -59,6 +59,20 @@ def build_sparsifier(config: TrainConfig, model: torch.nn.Module, optimizer: tor
     return algorithms.create_sparsifier(config.method, model, optimizer, **options)
 
 
+def build_lr_schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
+    """Stepped every iteration: warm-up, then decay every ``lr_decay_every`` steps (MNIST/CIFAR
+    recipe) or at ``lr_milestones`` epochs (ImageNet recipe)."""
+    warmup_steps = config.warmup_epochs * steps_per_epoch
+    milestones = [epoch * steps_per_epoch for epoch in config.lr_milestones]
+
+    def factor(step: int) -> float:
+        warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
+        decays = sum(step >= m for m in milestones) if milestones else step // config.lr_decay_every
+        return warm * config.lr_decay_factor ** decays
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, split: data.Split, device: torch.device, batch_size: int = 1000) -> tuple[float, float]:
     """(accuracy in %, mean loss) of ``model`` on a split."""
@@ -97,7 +111,7 @@ def _train(config: TrainConfig, progress: bool, device: torch.device, group: dis
     optimizer = build_optimizer(config, model)
     steps_per_epoch = data.batch_count(splits.train, config.batch_size)
     sparsifier = build_sparsifier(config, model, optimizer, config.epochs * steps_per_epoch, group)
-    lr_schedule = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_decay_every, config.lr_decay_factor)
+    lr_schedule = build_lr_schedule(config, optimizer, steps_per_epoch)
     shuffle = torch.Generator().manual_seed(config.seed)
     scaler = torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None
     autocast = (torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16)
@@ -161,9 +175,10 @@ def _train(config: TrainConfig, progress: bool, device: torch.device, group: dis
             optimizer.zero_grad(set_to_none=True)
             with autocast:
                 if group.distributed:  # this shard's share of the global mean (DDP averages over ranks)
-                    loss = F.cross_entropy(network(inputs), labels, reduction="sum") * group.world_size / global_count
+                    loss = F.cross_entropy(network(inputs), labels, reduction="sum",
+                                           label_smoothing=config.label_smoothing) * group.world_size / global_count
                 else:
-                    loss = F.cross_entropy(network(inputs), labels)
+                    loss = F.cross_entropy(network(inputs), labels, label_smoothing=config.label_smoothing)
             (scaler.scale(loss) if scaler else loss).backward()
             sparsifier.step(scaler)
             lr_schedule.step()
