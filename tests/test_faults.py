@@ -28,7 +28,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, dat
 
     def poisoned_cross_entropy(logits, labels, **kwargs):
         loss = torch.nn.functional.cross_entropy(logits, labels, **kwargs)
-        if not kwargs:  # a training step (evaluation sums with reduction="sum")
+        if "reduction" not in kwargs:  # a training step (evaluation sums with reduction="sum")
             calls["training"] += 1
             if calls["training"] > 60:  # epoch 2 of 54 steps: the loss turns NaN
                 return loss * float("nan")
