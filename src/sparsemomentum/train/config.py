@@ -144,12 +144,18 @@ class TrainConfig:
         """Build the method once on a one-layer stand-in, so that every method option is checked
         by the code that uses it, before a run folder is made or data is loaded."""
         stand_in = torch.nn.Linear(4, 4)
+        create_sparsifier(self.method, stand_in, self.build_optimizer(stand_in), **self.method_options(),
+                          density=self.density, total_steps=self.epochs)
+
+    def build_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
+        """The run's optimizer over ``model``'s parameters (SGD by default, as the paper)."""
         if self.optimizer == "sgd":
-            optimizer = torch.optim.SGD(stand_in.parameters(), lr=self.lr, momentum=self.momentum)
-        else:
-            optimizer = (torch.optim.Adam if self.optimizer == "adam" else torch.optim.AdamW)(stand_in.parameters(), lr=self.lr)
-        create_sparsifier(self.method, stand_in, optimizer, **self.method_options(), density=self.density,
-                          total_steps=self.epochs)
+            return torch.optim.SGD(
+                model.parameters(), lr=self.lr, momentum=self.momentum,
+                nesterov=self.nesterov and self.momentum > 0, weight_decay=self.weight_decay,
+            )
+        adam = torch.optim.Adam if self.optimizer == "adam" else torch.optim.AdamW
+        return adam(model.parameters(), lr=self.lr, betas=(self.momentum, 0.999), weight_decay=self.weight_decay)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -38,16 +38,6 @@ def all_finite(model: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
-def build_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(
-            model.parameters(), lr=config.lr, momentum=config.momentum,
-            nesterov=config.nesterov and config.momentum > 0, weight_decay=config.weight_decay,
-        )
-    adam = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
-    return adam(model.parameters(), lr=config.lr, betas=(config.momentum, 0.999), weight_decay=config.weight_decay)
-
-
 def build_sparsifier(config: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer, total_steps: int,
                      group: distributed.ProcessGroup = distributed.ProcessGroup()) -> Sparsifier:
     options = dict(config.method_options(), density=config.density, total_steps=total_steps, seed=config.seed,
@@ -108,7 +98,7 @@ def _train(config: TrainConfig, progress: bool, device: torch.device, group: dis
     torch.manual_seed(config.seed)
     splits = data.load_dataset(config.dataset, data.data_root(config.data_dir), config.download)
     model = models.create_model(config.model, num_classes=splits.num_classes).to(device)
-    optimizer = build_optimizer(config, model)
+    optimizer = config.build_optimizer(model)
     steps_per_epoch = data.batch_count(splits.train, config.batch_size)
     sparsifier = build_sparsifier(config, model, optimizer, config.epochs * steps_per_epoch, group)
     lr_schedule = build_lr_schedule(config, optimizer, steps_per_epoch)
