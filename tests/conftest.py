@@ -33,3 +33,15 @@ def train_steps(sparsifier, model: nn.Module, steps: int, in_features: int, out_
         sparsifier.optimizer.zero_grad()
         nn.functional.mse_loss(model(inputs), targets).backward()
         sparsifier.step()
+
+
+@pytest.fixture(params=["compiled", "torch"])
+def kernel_set(request, monkeypatch) -> str:
+    """Runs a test with the compiled sparse kernels and again with torch's fallback operations."""
+    from sparsemomentum.backends import compiled
+
+    if request.param == "torch":
+        monkeypatch.setattr(compiled, "library", lambda: None)
+    elif compiled.library() is None:
+        pytest.skip("the compiled kernels could not be built here (no C compiler)")
+    return request.param

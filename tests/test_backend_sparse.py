@@ -14,6 +14,8 @@ from sparsemomentum.backends import SparseLinearLayout, masked_linear, sparsify_
 import sparsemomentum.backends.sparse_linear as backend
 from conftest import mlp
 
+pytestmark = pytest.mark.usefixtures("kernel_set")  # every test with both kernel sets
+
 TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}
 
 
@@ -284,3 +286,9 @@ def test_sgd_momentum_training_matches_masked_dense(method, dense_weight_gradien
     sparse_losses, sparse_masks = train(method, True, dense_weight_gradient)
     assert torch.allclose(sparse_losses, dense_losses, **TOLERANCE)
     assert all(torch.equal(sparse_masks[name], dense_masks[name]) for name in dense_masks)
+
+
+def test_layouts_use_the_compiled_kernels_where_they_can(kernel_set):
+    weight, mask = torch.randn(8, 6), torch.rand(8, 6) < 0.5
+    assert SparseLinearLayout(weight, mask).compiled == (kernel_set == "compiled")
+    assert not SparseLinearLayout(weight.double(), mask).compiled  # float32 only: float64 takes torch's operations

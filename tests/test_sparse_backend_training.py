@@ -5,6 +5,8 @@ import torch
 import sparsemomentum as sm
 from conftest import mlp, train_steps
 
+pytestmark = pytest.mark.usefixtures("kernel_set")  # every test with both kernel sets
+
 
 def run(backend, steps=60, window=50, total_steps=60, **options):
     torch.manual_seed(0)

@@ -1,17 +1,20 @@
-"""Sparse CPU kernels for masked ``nn.Linear`` layers (pure ``torch.sparse``).
+"""Sparse CPU kernels for masked ``nn.Linear`` layers.
 
 The optimizer keeps seeing the dense ``nn.Parameter`` and its dense state; only the
-arithmetic changes. Facts this design rests on (measured on this CPU; benchmarks/kernels.py):
+arithmetic changes. The products run in the compiled kernels of ``compiled.py``, which
+read the weight's values in place through the layer's CSR pattern; without them (no C
+compiler, or not float32 on the CPU) in torch's CSR operations on refreshed CSR copies.
+Facts this design rests on (measured on this CPU; benchmarks/kernels.py):
 
-* torch's CSR x dense product is fast only feature-major, Y^T = W X^T. The API stays
+* a CSR x dense product is fast only feature-major, Y^T = W X^T. The API stays
   batch-major ([batch, in] -> [batch, out], a drop-in for ``nn.Linear``) but the memory is
   feature-major: the output is returned as the transpose of a contiguous [out, batch]
   tensor, so the next sparse layer (through element-wise ops such as ReLU, which keep
   strides) reads its X^T without a copy, and gradients flow back the same way. Only an
   input stored batch-major is copied once (store a data set as X^T and pass ``X_T.t()``).
-* dX = (W^T dY^T)^T uses a second CSR, of W^T, built at mask updates: torch's own autograd
-  through a CSR weight rebuilds W^T on every backward.
-* dW is needed at the non-zeros only: an SDDMM (``torch.sparse.sampled_addmm``).
+* dX = (W^T dY^T)^T uses a second CSR pattern, of W^T, built at mask updates: torch's own
+  autograd through a CSR weight rebuilds W^T on every backward.
+* dW is needed at the non-zeros only: an SDDMM, written straight into the gradient buffer.
 
 How dW reaches the optimizer: as a dense-shaped gradient of the dense Parameter, through
 autograd's normal accumulation (so hooks, DDP and ``zero_grad`` behave as usual), zeros
@@ -41,6 +44,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from ..errors import UserError
+from . import compiled
 
 # Why each kind of masked module stays on the dense path.
 _CONV_REASON = (
@@ -59,11 +63,11 @@ def _storage_use_count(tensor: torch.Tensor) -> int:
     return _STORAGE_USE_COUNT(tensor.untyped_storage()._cdata)
 
 
-def _offsets(rows: torch.Tensor, size: int, index_dtype: torch.dtype) -> torch.Tensor:
-    """CSR row offsets of sorted row indices."""
+def _offsets(rows: torch.Tensor, size: int) -> torch.Tensor:
+    """CSR row offsets (int64) of sorted row indices."""
     offsets = torch.zeros(size + 1, dtype=torch.int64, device=rows.device)
     offsets[1:] = torch.bincount(rows, minlength=size).cumsum(0)
-    return offsets.to(index_dtype)
+    return offsets
 
 
 def _csr(offsets: torch.Tensor, columns: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
@@ -73,11 +77,34 @@ def _csr(offsets: torch.Tensor, columns: torch.Tensor, values: torch.Tensor, sha
         return torch.sparse_csr_tensor(offsets, columns, values, shape, check_invariants=False)
 
 
-class SparseLinearLayout:
-    """CSR copies of one masked [out, in] weight, and the indices to refresh and scatter through.
+class _TorchCSR:
+    """The fallback kernels' CSR copies of W and W^T (values gathered from the dense weight) and the SDDMM output."""
 
-    Build one per mask (cheap: a nonzero scan and a sort of the nnz); between mask updates
-    only the values change, refreshed from the dense weight by :meth:`refresh_values`.
+    def __init__(self, layout: SparseLinearLayout, weight: torch.Tensor) -> None:
+        index_dtype = torch.int32 if layout.flat_index.numel() < 2**31 else torch.int64
+        values = weight.detach().reshape(-1)[layout.flat_index]
+        offsets, columns = layout.offsets.to(index_dtype), layout.columns.to(index_dtype)
+        shape = (layout.out_features, layout.in_features)
+        self.weight = _csr(offsets, columns, values, shape)
+        self.transposed = _csr(layout.transposed_offsets.to(index_dtype), layout.transposed_columns.to(index_dtype),
+                               values[layout.transpose_permutation], shape[::-1])
+        self.gradient = _csr(offsets, columns, torch.empty_like(values), shape)  # never leaves the layout
+
+    @torch.no_grad()
+    def refresh_values(self, weight: torch.Tensor, layout: SparseLinearLayout) -> None:
+        """Copy the dense weight's values at the non-zeros into both CSRs (O(nnz), in place)."""
+        values = self.weight.values()
+        torch.index_select(weight.detach().reshape(-1), 0, layout.flat_index, out=values)
+        torch.index_select(values, 0, layout.transpose_permutation, out=self.transposed.values())
+
+
+class SparseLinearLayout:
+    """The CSR pattern of one masked [out, in] weight, of its transpose, and the products through them.
+
+    Build one per mask (cheap: a nonzero scan and a sort of the nnz). The values stay in the
+    dense weight: the compiled kernels (``compiled.py``) read them there in place; where
+    those are unavailable (no compiler, not float32 on the CPU) torch's CSR operations run
+    on CSR copies refreshed from the weight before each product.
     """
 
     def __init__(self, weight: torch.Tensor, mask: torch.Tensor) -> None:
@@ -88,62 +115,78 @@ class SparseLinearLayout:
             )
         self.out_features, self.in_features = weight.shape
         mask = mask.to(device=weight.device, dtype=torch.bool)
-        index_dtype = torch.int32 if mask.numel() < 2**31 else torch.int64
-        # Row-major order of the non-zeros is W's CSR value order.
-        self.rows, self.cols = mask.nonzero(as_tuple=True)
-        self.flat_index = self.rows * self.in_features + self.cols
-        values = weight.detach().reshape(-1)[self.flat_index]
-        offsets = _offsets(self.rows, self.out_features, index_dtype)
-        columns = self.cols.to(index_dtype)
-        self.weight_csr = _csr(offsets, columns, values, (self.out_features, self.in_features))
-        # W^T's value k is W's value transpose_permutation[k]: a stable sort by column keeps rows ascending.
-        self.transpose_permutation = torch.argsort(self.cols, stable=True)
-        self.transposed_csr = _csr(
-            _offsets(self.cols[self.transpose_permutation], self.in_features, index_dtype),
-            self.rows[self.transpose_permutation].to(index_dtype),
-            values[self.transpose_permutation],
-            (self.in_features, self.out_features),
-        )
-        # SDDMM output: W's pattern, its own values; reused because it never leaves the layout.
-        self._gradient_csr = _csr(offsets, columns, torch.empty_like(values), (self.out_features, self.in_features))
+        # Row-major order of the non-zeros: W's CSR order.
+        rows, cols = mask.nonzero(as_tuple=True)
+        self.flat_index = rows * self.in_features + cols
+        self.offsets = _offsets(rows, self.out_features)
+        self.columns = cols.to(torch.int32)
+        # W^T's k-th non-zero is W's transpose_permutation[k]: a stable sort by column keeps rows ascending.
+        self.transpose_permutation = torch.argsort(cols, stable=True)
+        self.transposed_offsets = _offsets(cols[self.transpose_permutation], self.in_features)
+        self.transposed_columns = rows[self.transpose_permutation].to(torch.int32)
+        self.compiled = compiled.usable(weight)
+        self._torch_csr = None if self.compiled else _TorchCSR(self, weight)
         self._gradient: torch.Tensor | None = None  # flat dense dW buffer, allocated by the first backward
         self._gradient_idle_count: int | None = None
         self._gradient_dirty = False  # holds values outside the mask (after a dense dW)
 
     @property
-    def values(self) -> torch.Tensor:
-        """W's values in CSR order (the CSR's own tensor: refreshing it updates the product)."""
-        return self.weight_csr.values()
+    def nonzero_count(self) -> int:
+        return self.flat_index.numel()
 
     def __getstate__(self) -> dict[str, torch.Tensor]:
-        """CSR tensors cannot be deep-copied: a copied or pickled model keeps mask and values and rebuilds."""
-        mask = torch.zeros(self.out_features * self.in_features, dtype=torch.bool, device=self.values.device)
+        """CSR tensors cannot be deep-copied: a copied or pickled model keeps the mask and rebuilds."""
+        mask = torch.zeros(self.out_features * self.in_features, dtype=torch.bool, device=self.flat_index.device)
         mask[self.flat_index] = True
-        weight = torch.zeros(mask.shape, dtype=self.values.dtype, device=self.values.device)
-        weight[self.flat_index] = self.values
         shape = (self.out_features, self.in_features)
-        return {"weight": weight.view(shape), "mask": mask.view(shape)}
+        return {"weight": torch.zeros(shape, dtype=self._dtype, device=mask.device), "mask": mask.view(shape)}
 
     def __setstate__(self, state: dict[str, torch.Tensor]) -> None:
         self.__init__(state["weight"], state["mask"])
 
-    @torch.no_grad()
-    def refresh_values(self, weight: torch.Tensor) -> None:
-        """Copy the dense weight's values at the non-zeros into both CSRs (O(nnz), in place)."""
-        values = self.values
-        torch.index_select(weight.detach().reshape(-1), 0, self.flat_index, out=values)
-        torch.index_select(values, 0, self.transpose_permutation, out=self.transposed_csr.values())
+    @property
+    def _dtype(self) -> torch.dtype:
+        return torch.float32 if self._torch_csr is None else self._torch_csr.weight.dtype
+
+    def _use_compiled(self, *tensors: torch.Tensor | None) -> bool:
+        return self.compiled and compiled.usable(*tensors)
+
+    def _csr_for(self, weight: torch.Tensor) -> _TorchCSR:
+        """The fallback's CSRs, built on first need (a layout made for float32 that now sees another dtype)."""
+        if self._torch_csr is None or self._torch_csr.weight.dtype != weight.dtype:
+            self._torch_csr = _TorchCSR(self, weight)
+        return self._torch_csr
+
+    def multiply(self, weight: torch.Tensor, input_t: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """Y^T = W X^T (+ b): ``input_t`` [in, batch] contiguous -> [out, batch]."""
+        if self._use_compiled(weight, input_t, bias):
+            out = torch.empty(self.out_features, input_t.shape[1], dtype=input_t.dtype)
+            return compiled.spmm(self.offsets, self.columns, weight.detach(), self.in_features, 1,
+                                 input_t, None if bias is None else bias.detach().contiguous(), out)
+        csr = self._csr_for(weight)
+        csr.refresh_values(weight, self)  # always: O(nnz), and a stale CSR would be a silent error
+        if bias is None:
+            return torch.mm(csr.weight, input_t)
+        return torch.addmm(bias.detach().unsqueeze(1), csr.weight, input_t)
+
+    def multiply_transposed(self, weight: torch.Tensor, grad_output_t: torch.Tensor) -> torch.Tensor:
+        """dX^T = W^T dY^T: ``grad_output_t`` [out, batch] contiguous -> [in, batch]."""
+        if self._use_compiled(weight, grad_output_t):
+            out = torch.empty(self.in_features, grad_output_t.shape[1], dtype=grad_output_t.dtype)
+            return compiled.spmm(self.transposed_offsets, self.transposed_columns, weight.detach(), 1, self.in_features,
+                                 grad_output_t, None, out)
+        return torch.mm(self._csr_for(weight).transposed, grad_output_t)  # refreshed by this step's forward
 
     def weight_gradient(self, grad_output_t: torch.Tensor, input_t: torch.Tensor, dense: bool) -> torch.Tensor:
         """dW = dY^T X as an [out, in] tensor: at the non-zeros only (zeros elsewhere) or, if ``dense``, in full.
 
         ``grad_output_t`` is dY^T [out, batch], ``input_t`` is X^T [in, batch], both contiguous.
         """
-        buffer = self._free_gradient_buffer()
+        buffer = self._free_gradient_buffer(grad_output_t.dtype)
         reused = buffer is not None
         if not reused:  # still held by an earlier gradient: a fresh one (a dense allocation)
             buffer = (torch.empty if dense else torch.zeros)(
-                self.out_features * self.in_features, dtype=self.values.dtype, device=self.values.device)
+                self.out_features * self.in_features, dtype=grad_output_t.dtype, device=grad_output_t.device)
         elif self._gradient_dirty and not dense:
             buffer.zero_()
             self._gradient_dirty = False
@@ -152,18 +195,22 @@ class SparseLinearLayout:
         if dense:
             torch.mm(grad_output_t, input_t.t(), out=target)
             self._gradient_dirty = self._gradient_dirty or reused
+        elif self._use_compiled(grad_output_t, input_t):
+            compiled.sddmm(self.offsets, self.columns, grad_output_t, input_t, buffer, self.in_features, 1)
         else:
-            torch.sparse.sampled_addmm(self.weight_csr, grad_output_t, input_t.t(), beta=0.0, out=self._gradient_csr)
-            buffer.index_copy_(0, self.flat_index, self._gradient_csr.values())
+            csr = self._csr_for(grad_output_t)
+            torch.sparse.sampled_addmm(csr.weight, grad_output_t, input_t.t(), beta=0.0, out=csr.gradient)
+            buffer.index_copy_(0, self.flat_index, csr.gradient.values())
         return target
 
-    def _free_gradient_buffer(self) -> torch.Tensor | None:
+    def _free_gradient_buffer(self, dtype: torch.dtype) -> torch.Tensor | None:
         """The persistent dW buffer if no gradient handed out earlier still uses it, else None."""
         if _STORAGE_USE_COUNT is None:
             return None
-        if self._gradient is None:
-            self._gradient = torch.zeros(self.out_features * self.in_features, dtype=self.values.dtype, device=self.values.device)
+        if self._gradient is None or self._gradient.dtype != dtype:
+            self._gradient = torch.zeros(self.out_features * self.in_features, dtype=dtype, device=self.flat_index.device)
             self._gradient_idle_count = _storage_use_count(self._gradient)
+            self._gradient_dirty = False
         return self._gradient if _storage_use_count(self._gradient) == self._gradient_idle_count else None
 
 
@@ -178,12 +225,8 @@ class SparseLinearFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                 layout: SparseLinearLayout, dense_weight_gradient: bool) -> torch.Tensor:
-        layout.refresh_values(weight)  # always: O(nnz), and a stale CSR would be a silent error
         input_t = input.t().contiguous()  # free when the input is feature-major
-        if bias is None:
-            output_t = torch.mm(layout.weight_csr, input_t)
-        else:
-            output_t = torch.addmm(bias.unsqueeze(1), layout.weight_csr, input_t)
+        output_t = layout.multiply(weight, input_t, bias)
         ctx.save_for_backward(input_t, weight)
         ctx.layout = layout
         ctx.dense_weight_gradient = dense_weight_gradient
@@ -192,12 +235,12 @@ class SparseLinearFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        input_t, _ = ctx.saved_tensors
+        input_t, weight = ctx.saved_tensors
         layout: SparseLinearLayout = ctx.layout
         grad_output_t = grad_output.t().contiguous()  # free when the gradient arrives feature-major
         grad_input = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_input = torch.mm(layout.transposed_csr, grad_output_t).t()
+            grad_input = layout.multiply_transposed(weight, grad_output_t).t()
         if ctx.needs_input_grad[1]:
             grad_weight = layout.weight_gradient(grad_output_t, input_t, ctx.dense_weight_gradient)
         if ctx.needs_input_grad[2]:

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from ..core.optimizer_state import param_group_index
+from . import compiled
 from .sparse_linear import SparseLinearHandle
 
 
@@ -63,22 +64,33 @@ class ValuesOnlySGD:
 
     def _step_values(self, name: str, param: torch.Tensor, gradient: torch.Tensor) -> None:
         group = self.group(name)
-        index = self.kernels.layout(name).flat_index
+        layout = self.kernels.layout(name)
+        momentum = group["momentum"]
+        buffer = None
+        first_step = False
+        if momentum:
+            state = self.optimizer.state[param]
+            buffer = state.get("momentum_buffer")
+            first_step = buffer is None  # torch's first step: the buffer is the gradient itself (0 where missing)
+            if first_step:
+                buffer = state["momentum_buffer"] = torch.zeros_like(param)
+            else:
+                self.pending_decay[name] += 1
+        if layout.compiled and compiled.usable(param, gradient) and param.is_contiguous() and gradient.is_contiguous():
+            compiled.sgd(layout.offsets, layout.columns, param, gradient, buffer, group["lr"], group["weight_decay"],
+                         momentum, group["dampening"], group["nesterov"], first_step)
+            return
+        index = layout.flat_index
         weight = param.view(-1)
         direction = gradient.reshape(-1).index_select(0, index)
         values = weight.index_select(0, index)
         if group["weight_decay"]:
             direction = direction.add(values, alpha=group["weight_decay"])
-        momentum = group["momentum"]
         if momentum:
-            state = self.optimizer.state[param]
-            buffer = state.get("momentum_buffer")
-            if buffer is None:  # torch's first step: the buffer is the gradient itself (0 where missing)
-                buffer = state["momentum_buffer"] = torch.zeros_like(param)
+            if first_step:
                 moment = direction.clone()
             else:
                 moment = buffer.view(-1).index_select(0, index).mul_(momentum).add_(direction, alpha=1 - group["dampening"])
-                self.pending_decay[name] += 1
             buffer.view(-1).index_copy_(0, index, moment)
             direction = direction.add(moment, alpha=momentum) if group["nesterov"] else moment
         weight.index_copy_(0, index, values.sub_(direction, alpha=group["lr"]))

@@ -1,0 +1,96 @@
+/* Sparse kernels for sparsemomentum's CPU backend (see backends/compiled.py).
+ *
+ * A masked [out, in] weight stays a dense array; a CSR *pattern* (row offsets, column
+ * indices) says where its non-zeros are, and every kernel reads or writes the dense array
+ * at row * row_stride + column * column_stride. The same pattern code thus serves W
+ * (strides in, 1) and W^T (strides 1, in), and nothing has to gather the values into a CSR
+ * copy before a product or scatter them back after it: torch's CSR path spent about half
+ * of a training step in those gathers and scatters.
+ *
+ * Activations are feature-major ([features, batch], batch contiguous), so each non-zero
+ * touches one contiguous row of the batch: the inner loops are unit-stride and vectorise.
+ * Rows are split over `threads` OpenMP threads (torch.get_num_threads(), passed by the
+ * caller); torch's own libgomp is the one loaded, so both share one thread pool.
+ */
+#include <stdint.h>
+
+/* out[r, :] = bias[r] + sum over the pattern's (r, c) of W(r, c) * x[c, :] */
+void sm_spmm(int64_t rows, int64_t batch, const int64_t *offsets, const int32_t *columns,
+             const float *weight, int64_t row_stride, int64_t column_stride,
+             const float *x, int64_t x_stride, const float *bias,
+             float *out, int64_t out_stride, int threads)
+{
+    #pragma omp parallel for schedule(dynamic, 8) num_threads(threads)
+    for (int64_t r = 0; r < rows; ++r) {
+        float *o = out + r * out_stride;
+        const float b = bias ? bias[r] : 0.0f;
+        #pragma omp simd
+        for (int64_t j = 0; j < batch; ++j) o[j] = b;
+        const float *w_row = weight + r * row_stride;
+        int64_t k = offsets[r];
+        const int64_t end = offsets[r + 1];
+        /* four non-zeros per pass: one load and store of the output row for four products */
+        for (; k + 4 <= end; k += 4) {
+            const int64_t c0 = columns[k], c1 = columns[k + 1], c2 = columns[k + 2], c3 = columns[k + 3];
+            const float w0 = w_row[c0 * column_stride], w1 = w_row[c1 * column_stride];
+            const float w2 = w_row[c2 * column_stride], w3 = w_row[c3 * column_stride];
+            const float *x0 = x + c0 * x_stride, *x1 = x + c1 * x_stride;
+            const float *x2 = x + c2 * x_stride, *x3 = x + c3 * x_stride;
+            #pragma omp simd
+            for (int64_t j = 0; j < batch; ++j) o[j] += w0 * x0[j] + w1 * x1[j] + w2 * x2[j] + w3 * x3[j];
+        }
+        for (; k < end; ++k) {
+            const int64_t c = columns[k];
+            const float w = w_row[c * column_stride];
+            const float *xc = x + c * x_stride;
+            #pragma omp simd
+            for (int64_t j = 0; j < batch; ++j) o[j] += w * xc[j];
+        }
+    }
+}
+
+/* grad(r, c) = dy[r, :] . x[c, :] at the pattern's (r, c) only (an SDDMM), written into the
+ * dense gradient array; positions outside the pattern are left as they are. */
+void sm_sddmm(int64_t rows, int64_t batch, const int64_t *offsets, const int32_t *columns,
+              const float *dy, int64_t dy_stride, const float *x, int64_t x_stride,
+              float *grad, int64_t row_stride, int64_t column_stride, int threads)
+{
+    #pragma omp parallel for schedule(dynamic, 8) num_threads(threads)
+    for (int64_t r = 0; r < rows; ++r) {
+        const float *d = dy + r * dy_stride;
+        float *g_row = grad + r * row_stride;
+        for (int64_t k = offsets[r]; k < offsets[r + 1]; ++k) {
+            const int64_t c = columns[k];
+            const float *xc = x + c * x_stride;
+            float sum = 0.0f;
+            #pragma omp simd reduction(+:sum)
+            for (int64_t j = 0; j < batch; ++j) sum += d[j] * xc[j];
+            g_row[c * column_stride] = sum;
+        }
+    }
+}
+
+/* torch.optim.SGD's update at the pattern's positions of a row-major [rows, row_stride]
+ * weight, in the same order of operations:
+ *   d = g + weight_decay * w;  buf = first ? d : momentum * buf + (1 - dampening) * d;
+ *   d = nesterov ? d + momentum * buf : buf;  w -= lr * d.
+ * momentum == 0 leaves buf untouched (it may be NULL). */
+void sm_sgd(int64_t rows, const int64_t *offsets, const int32_t *columns, int64_t row_stride,
+            float *weight, const float *grad, float *buf, float lr, float weight_decay,
+            float momentum, float dampening, int nesterov, int first_step, int threads)
+{
+    #pragma omp parallel for schedule(dynamic, 64) num_threads(threads)
+    for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t k = offsets[r]; k < offsets[r + 1]; ++k) {
+            const int64_t i = r * row_stride + columns[k];
+            float d = grad[i];
+            if (weight_decay != 0.0f) d = d + weight_decay * weight[i];
+            if (momentum != 0.0f) {
+                const float b = first_step ? d : momentum * buf[i] + (1.0f - dampening) * d;
+                buf[i] = b;
+                d = nesterov ? d + momentum * b : b;
+            }
+            weight[i] = weight[i] - lr * d;
+        }
+    }
+}
