@@ -1,4 +1,4 @@
-"""The compiled sparse kernels (``csrc/sparse_kernels.c``): built once on first use, cached, called through ctypes.
+"""The compiled sparse kernels (``csrc/*.c``): built once on first use, cached, called through ctypes.
 
 Why compiled code at all: with torch's CSR operations the values of a layer must be gathered
 from the dense weight into a CSR copy before each product, and the SDDMM's dW and the
@@ -10,8 +10,10 @@ Why ctypes and plain C rather than a ``torch.utils.cpp_extension``: the kernels 
 torch headers, so a build takes about a second instead of a minute, and the library does not
 depend on torch's C++ ABI. The build uses the system C compiler (``$CC`` or ``cc``) with
 ``-O3 -march=native -fopenmp``; its result is cached under ``$SPARSEMOMENTUM_CACHE``
-(default ``~/.cache/sparsemomentum``), keyed by the source, the flags and the CPU, and
-written atomically so that concurrent processes (a sweep, torchrun) do not race.
+(default ``~/.cache/sparsemomentum``), keyed by the sources, the flags and the CPU, and
+written atomically so that concurrent processes (a sweep, torchrun) do not race. All the
+``csrc/*.c`` files go into the one library (``sparse_kernels.c``: products, SDDMM, SGD;
+``sparse_conv.c``: the direct sparse convolution), so there is one build and one cache entry.
 
 Without a compiler, or with ``SPARSEMOMENTUM_KERNELS=torch``, :func:`library` returns None
 and the sparse backend uses torch's own sparse operations (the same results, slower); the
@@ -32,13 +34,23 @@ from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).with_name("csrc") / "sparse_kernels.c"
+SOURCE_DIR = Path(__file__).with_name("csrc")
+SOURCE = SOURCE_DIR / "sparse_kernels.c"
+
+
+def _sources() -> list[Path]:
+    """Every C file of the library, sorted so that the build command and the cache key are stable."""
+    return sorted(SOURCE_DIR.glob("*.c"))
+
+
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-fPIC", "-shared"]
 _i64, _i32, _f32, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_float, ctypes.c_void_p
 _SIGNATURES = {
     "sm_spmm": [_i64, _i64, _ptr, _ptr, _ptr, _i64, _i64, _ptr, _i64, _ptr, _ptr, _i64, _i32],
     "sm_sddmm": [_i64, _i64, _ptr, _ptr, _ptr, _i64, _ptr, _i64, _ptr, _i64, _i64, _i32],
-    "sm_sgd": [_i64, _ptr, _ptr, _i64, _ptr, _ptr, _ptr, _f32, _f32, _f32, _f32, _i32, _i32, _i32],
+    "sm_sgd": [_i64, _ptr, _ptr, _i64, _ptr, _ptr, _ptr, _f32, _f32, _f32, _f32, _i32, _i32, _i32, _i32],
+    "sm_conv2d_forward": [_ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _i32],
+    "sm_conv2d_backward": [_ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _i32],
 }
 
 
@@ -60,7 +72,8 @@ def _build(compiler: str, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         partial = Path(scratch) / target.name
-        subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(partial)], check=True, capture_output=True, text=True)
+        subprocess.run([compiler, *FLAGS, *map(str, _sources()), "-o", str(partial)],
+                       check=True, capture_output=True, text=True)
         os.replace(partial, target)  # atomic: another process sees the whole library or none
 
 
@@ -75,8 +88,8 @@ def library() -> ctypes.CDLL | None:
     if os.environ.get("SPARSEMOMENTUM_KERNELS", "").lower() == "torch":
         return None
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(b"\0".join([source, " ".join(FLAGS).encode(), _cpu_identity().encode(),
+    sources = [part for path in _sources() for part in (path.name.encode(), path.read_bytes())]
+    key = hashlib.sha256(b"\0".join([*sources, " ".join(FLAGS).encode(), _cpu_identity().encode(),
                                      (compiler or "").encode()])).hexdigest()[:16]
     target = _cache_dir() / f"sparse_kernels-{key}.so"
     if not target.exists():
@@ -125,8 +138,31 @@ def sddmm(offsets: torch.Tensor, columns: torch.Tensor, dy: torch.Tensor, x: tor
 
 def sgd(offsets: torch.Tensor, columns: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor,
         buffer: torch.Tensor | None, lr: float, weight_decay: float, momentum: float, dampening: float,
-        nesterov: bool, first_step: bool) -> None:
-    """torch's SGD update of a contiguous [rows, in] weight at the pattern's positions, in place."""
+        nesterov: bool, first_step: bool, missing_momentum: bool = False) -> None:
+    """torch's SGD update of a contiguous [rows, in] weight at the pattern's positions, in place.
+
+    ``missing_momentum``: ``grad`` is dense, and the momentum of every other position steps too.
+    """
     library().sm_sgd(offsets.numel() - 1, offsets.data_ptr(), columns.data_ptr(), weight.shape[1], weight.data_ptr(),
                      grad.data_ptr(), _address(buffer), lr, weight_decay, momentum, dampening, int(nesterov),
-                     int(first_step), torch.get_num_threads())
+                     int(first_step), int(missing_momentum), torch.get_num_threads())
+
+
+def conv2d_forward(geometry: torch.Tensor, offsets: torch.Tensor, columns: torch.Tensor, weight: torch.Tensor,
+                   input: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor) -> torch.Tensor:
+    """out = conv2d(input, weight at the pattern, bias); all contiguous, ``geometry`` from ``SparseConvLayout.geometry``."""
+    library().sm_conv2d_forward(geometry.data_ptr(), offsets.data_ptr(), columns.data_ptr(), weight.data_ptr(),
+                                input.data_ptr(), _address(bias), out.data_ptr(), torch.get_num_threads())
+    return out
+
+
+def conv2d_backward(geometry: torch.Tensor, offsets: torch.Tensor, columns: torch.Tensor,
+                    transposed_offsets: torch.Tensor, transposed_entries: torch.Tensor, weight: torch.Tensor,
+                    input: torch.Tensor, grad_output: torch.Tensor, grad_input: torch.Tensor | None,
+                    grad_weight: torch.Tensor | None) -> None:
+    """The convolution's input gradient into ``grad_input`` and/or its weight gradient at the pattern's
+    positions of the dense ``grad_weight`` (others untouched), in one pass; None skips one."""
+    library().sm_conv2d_backward(geometry.data_ptr(), offsets.data_ptr(), columns.data_ptr(),
+                                 transposed_offsets.data_ptr(), transposed_entries.data_ptr(), weight.data_ptr(),
+                                 input.data_ptr(), grad_output.data_ptr(), _address(grad_input),
+                                 _address(grad_weight), torch.get_num_threads())
