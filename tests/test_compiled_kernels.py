@@ -42,11 +42,15 @@ def test_products_and_sampled_gradient_match_dense_masked_arithmetic(out_feature
     torch.testing.assert_close(grad.view(out_features, in_features), expected, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("missing_momentum", [False, True], ids=["sparse gradient", "dense gradient (window)"])
 @pytest.mark.parametrize("momentum, dampening, nesterov, weight_decay", [
     (0.9, 0.0, True, 5e-4), (0.9, 0.1, False, 0.0), (0.0, 0.0, False, 1e-2)])
-def test_sgd_on_the_pattern_is_torchs_sgd_there_and_touches_nothing_else(momentum, dampening, nesterov, weight_decay):
+def test_sgd_on_the_pattern_is_torchs_masked_sgd(momentum, dampening, nesterov, weight_decay, missing_momentum):
+    """Sparse gradients: torch's step at the non-zeros, nothing else touched. Dense ones (the momentum
+    window): also every missing position's momentum, as torch's dense step gives it; weights stay masked."""
     generator = torch.Generator().manual_seed(3)
     mask = random_mask(30, 50, 0.2, generator)
+    mask[4] = False  # an empty row
     weight = torch.randn(30, 50, generator=generator) * mask
     layout = SparseLinearLayout(weight, mask)
     reference = torch.nn.Parameter(weight.clone())
@@ -55,14 +59,21 @@ def test_sgd_on_the_pattern_is_torchs_sgd_there_and_touches_nothing_else(momentu
     ours = weight.clone()
     buffer = torch.zeros_like(weight) if momentum else None
     for step in range(3):
-        gradient = torch.randn(30, 50, generator=generator) * mask
+        gradient = torch.randn(30, 50, generator=generator)
+        if not missing_momentum:
+            gradient = gradient * mask
         reference.grad = gradient.clone()
         optimizer.step()
+        with torch.no_grad():
+            reference.mul_(mask)
         compiled.sgd(layout.offsets, layout.columns, ours, gradient, buffer, 0.1, weight_decay, momentum, dampening,
-                     nesterov, first_step=step == 0)
+                     nesterov, first_step=step == 0, missing_momentum=missing_momentum)
     torch.testing.assert_close(ours, reference.detach(), atol=1e-6, rtol=1e-5)
     if momentum:
-        torch.testing.assert_close(buffer, optimizer.state[reference]["momentum_buffer"], atol=1e-6, rtol=1e-5)
+        expected = optimizer.state[reference]["momentum_buffer"]
+        if not missing_momentum:  # outside the window torch's missing momenta took gradient 0: ours stay 0 here
+            expected = expected * mask
+        torch.testing.assert_close(buffer, expected, atol=1e-6, rtol=1e-5)
 
 
 def test_without_a_compiler_the_fallback_is_used_and_said_once(monkeypatch, tmp_path, capsys):

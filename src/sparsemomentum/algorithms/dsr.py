@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from ..core import allocation
 from ..core.sparsifier import Sparsifier
 
@@ -27,7 +29,7 @@ class DSR(Sparsifier):
         removed = {}
         for name, mask in self.masks.items():
             below = mask & (self.weights[name].detach().abs() < self.threshold)
-            removed[name] = int(below.sum())
+            removed[name] = int(torch.count_nonzero(below))
             self.masks[name] = mask & ~below
         wanted = prune_rate * self.target_nonzero_count()
         pruned = sum(removed.values())
@@ -39,8 +41,8 @@ class DSR(Sparsifier):
 
     def regrowth_counts(self, removed: dict[str, int], shares: dict[str, float]) -> dict[str, int]:
         names = list(self.masks)
-        left = [float(self.masks[n].sum()) for n in names]
-        room = [self.masks[n].numel() - int(self.masks[n].sum()) for n in names]
+        left = [float(torch.count_nonzero(self.masks[n])) for n in names]
+        room = [self.masks[n].numel() - int(torch.count_nonzero(self.masks[n])) for n in names]
         return dict(zip(names, allocation.allocate(sum(removed.values()), left, room)))
 
     def state_dict(self):

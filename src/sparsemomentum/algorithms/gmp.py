@@ -46,7 +46,7 @@ class GMP(Sparsifier):
     def drop(self, prune_rate: float, shares: dict[str, float]) -> dict[str, int]:
         names = list(self.masks)
         sizes = [self.masks[n].numel() for n in names]
-        current = [int(self.masks[n].sum()) for n in names]
+        current = [int(torch.count_nonzero(self.masks[n])) for n in names]
         total = allocation.target_nonzeros(self.scheduled_density(), sum(sizes))
         total = max(min(total, sum(current)), self.target_nonzero_count())
         keep = allocation.allocate(total, [float(s) for s in sizes], current)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
+
 from ..core import selection
 from ..core.sparsifier import Sparsifier
 
@@ -29,8 +31,8 @@ class SET(Sparsifier):
         for name, mask in self.masks.items():
             weight = self.weights[name].detach()
             positive, negative = mask & (weight >= 0), mask & (weight < 0)
-            positive_count = math.ceil(prune_rate * int(positive.sum()))
-            negative_count = math.ceil(prune_rate * int(negative.sum()))
+            positive_count = math.ceil(prune_rate * int(torch.count_nonzero(positive)))
+            negative_count = math.ceil(prune_rate * int(torch.count_nonzero(negative)))
             kept_positive = selection.drop_smallest(positive, weight, positive_count)
             kept_negative = selection.drop_smallest(negative, -weight, negative_count)
             self.masks[name] = kept_positive | kept_negative

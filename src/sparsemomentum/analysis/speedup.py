@@ -250,7 +250,7 @@ def estimate_speedup(model: nn.Module, masks: Mapping[str, torch.Tensor], inputs
             # One multiply-add (2 FLOPs) per output element and fan-in weight.
             dense_flops=2 * output_size * (weight.numel() // weight.shape[0]),
             dense_ms=_median_ms(lambda: dense_forward(module, layer_input), repeats),
-            weight_density=float(mask.sum()) / mask.numel(),
+            weight_density=float(torch.count_nonzero(mask)) / mask.numel(),
             input_density=input_density,
             input_channels=input_channels,
             output_channels=output_channels,

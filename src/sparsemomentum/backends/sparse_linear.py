@@ -297,7 +297,7 @@ class SparseLinearHandle:
     def _why_dense(self, mask: torch.Tensor) -> str | None:
         if mask.numel() < self.min_weights:
             return f"{mask.numel():,} weights: fixed per-call costs outweigh the saving below {self.min_weights:,}"
-        density = float(mask.sum()) / mask.numel()
+        density = float(torch.count_nonzero(mask)) / mask.numel()
         if density > self.max_density:
             return f"density {density:.0%} is above {self.max_density:.0%}, where dense kernels are faster"
         return None

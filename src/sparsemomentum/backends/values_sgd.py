@@ -47,8 +47,16 @@ class ValuesOnlySGD:
         return self.optimizer.param_groups[self.group_index[name]]
 
     @torch.no_grad()
-    def step(self) -> None:
-        """torch's SGD for every other parameter; this class's O(nnz) update for the layers now on sparse kernels."""
+    def step(self, dense_gradient: bool = False) -> None:
+        """torch's SGD for every other parameter; this class's O(nnz) update for the layers now on sparse kernels.
+
+        ``dense_gradient``: the gradients are dense (the momentum window), so the missing
+        weights' momenta take their step too, exactly as torch's dense step would: one pass
+        over the momentum buffer, where torch's step and the re-masking after it make five
+        over the weight, gradient and buffer.
+        """
+        if dense_gradient:
+            self.flush()  # the missing momenta must be current before they step
         sparse = {name: self.params[name] for name in self.kernels.sparse}
         gradients = {name: param.grad for name, param in sparse.items()}
         for param in sparse.values():
@@ -60,9 +68,9 @@ class ValuesOnlySGD:
                 param.grad = gradients[name]
         for name, param in sparse.items():
             if gradients[name] is not None:
-                self._step_values(name, param, gradients[name])
+                self._step_values(name, param, gradients[name], dense_gradient)
 
-    def _step_values(self, name: str, param: torch.Tensor, gradient: torch.Tensor) -> None:
+    def _step_values(self, name: str, param: torch.Tensor, gradient: torch.Tensor, dense_gradient: bool) -> None:
         group = self.group(name)
         layout = self.kernels.layout(name)
         momentum = group["momentum"]
@@ -71,27 +79,37 @@ class ValuesOnlySGD:
         if momentum:
             state = self.optimizer.state[param]
             buffer = state.get("momentum_buffer")
-            first_step = buffer is None  # torch's first step: the buffer is the gradient itself (0 where missing)
+            first_step = buffer is None  # torch's first step: the buffer is the gradient itself
             if first_step:
                 buffer = state["momentum_buffer"] = torch.zeros_like(param)
-            else:
-                self.pending_decay[name] += 1
+            elif not dense_gradient:
+                self.pending_decay[name] += 1  # the missing momenta owe one decay
         if layout.compiled and compiled.usable(param, gradient) and param.is_contiguous() and gradient.is_contiguous():
             compiled.sgd(layout.offsets, layout.columns, param, gradient, buffer, group["lr"], group["weight_decay"],
-                         momentum, group["dampening"], group["nesterov"], first_step)
+                         momentum, group["dampening"], group["nesterov"], first_step, dense_gradient)
             return
         index = layout.flat_index
         weight = param.view(-1)
-        direction = gradient.reshape(-1).index_select(0, index)
         values = weight.index_select(0, index)
-        if group["weight_decay"]:
-            direction = direction.add(values, alpha=group["weight_decay"])
-        if momentum:
+        if dense_gradient and momentum:  # every position's momentum steps; a missing weight is 0, so d = g there
+            direction = gradient.reshape(-1).add(weight, alpha=group["weight_decay"])
             if first_step:
-                moment = direction.clone()
+                buffer.view(-1).copy_(direction)
             else:
-                moment = buffer.view(-1).index_select(0, index).mul_(momentum).add_(direction, alpha=1 - group["dampening"])
-            buffer.view(-1).index_copy_(0, index, moment)
+                buffer.view(-1).mul_(momentum).add_(direction, alpha=1 - group["dampening"])
+            direction = direction.index_select(0, index)
+            moment = buffer.view(-1).index_select(0, index)
+        else:
+            direction = gradient.reshape(-1).index_select(0, index)
+            if group["weight_decay"]:
+                direction = direction.add(values, alpha=group["weight_decay"])
+            if momentum:
+                if first_step:
+                    moment = direction.clone()
+                else:
+                    moment = buffer.view(-1).index_select(0, index).mul_(momentum).add_(direction, alpha=1 - group["dampening"])
+                buffer.view(-1).index_copy_(0, index, moment)
+        if momentum:
             direction = direction.add(moment, alpha=momentum) if group["nesterov"] else moment
         weight.index_copy_(0, index, values.sub_(direction, alpha=group["lr"]))
 

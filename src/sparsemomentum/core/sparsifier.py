@@ -182,19 +182,19 @@ class Sparsifier:
             if self.redistribution == "none":
                 stats[name] = 0.0
             elif self.redistribution == "nonzero":
-                stats[name] = float(mask.sum())
+                stats[name] = float(torch.count_nonzero(mask))
             else:
                 weight = self.weights[name]
                 source = momentum_of(self.optimizer, weight) if self.redistribution == "momentum" else weight
-                active = int(mask.sum())
-                stats[name] = float((source.detach().abs() * mask).sum()) / active if active else 0.0
+                active = source.detach()[mask]  # a gather: multiplying by the bool mask converts it first
+                stats[name] = float(active.abs().sum()) / active.numel() if active.numel() else 0.0
         return stats
 
     def layer_prune_rates(self, prune_rate: float, shares: dict[str, float]) -> dict[str, float]:
         """The prune rate per layer, with the reference code's guard for dense, growing layers."""
         rates = {}
         for name, mask in self.masks.items():
-            layer_density = float(mask.sum()) / mask.numel()
+            layer_density = float(torch.count_nonzero(mask)) / mask.numel()
             rate = prune_rate
             if self.redistribution != "none" and layer_density > _DENSE_LAYER_GUARD and shares[name] > 1.0 / len(self.masks):
                 rate = min(rate, 1.0 - layer_density)
@@ -206,7 +206,7 @@ class Sparsifier:
         removed = {}
         for name, rate in self.layer_prune_rates(prune_rate, shares).items():
             mask = self.masks[name]
-            count = math.ceil(rate * int(mask.sum()))
+            count = math.ceil(rate * int(torch.count_nonzero(mask)))
             self.masks[name] = selection.drop_smallest(mask, self.weights[name].detach().abs(), count)
             removed[name] = count
         return removed
@@ -216,7 +216,7 @@ class Sparsifier:
         if self.redistribution == "none":
             return dict(removed)
         names = list(self.masks)
-        room = [self.masks[n].numel() - int(self.masks[n].sum()) for n in names]
+        room = [self.masks[n].numel() - int(torch.count_nonzero(self.masks[n])) for n in names]
         counts = allocation.allocate(sum(removed.values()), [shares[n] for n in names], room)
         return dict(zip(names, counts))
 
@@ -298,9 +298,10 @@ class Sparsifier:
         inf/NaN gradients changed no weight, so it does not advance the schedule either.
         Returns whether the step was taken.
         """
-        if self._values_sgd is not None and scaler is None and not self._dense_gradient:
-            # Sparse layers step their non-zeros only; their missing weights never move.
-            self._values_sgd.step()
+        if self._values_sgd is not None and scaler is None:
+            # Sparse layers step their non-zeros only (and, in the momentum window, the missing
+            # weights' momenta); their missing weights never move.
+            self._values_sgd.step(dense_gradient=self._dense_gradient)
             self.apply_masks(skip=self.kernels.sparse)
         else:
             if self._values_sgd is not None:
@@ -342,7 +343,9 @@ class Sparsifier:
             return None
         if self._values_sgd is not None:
             self._values_sgd.flush()
-        broken = [name for name, weight in self.weights.items() if not bool(torch.isfinite(weight).all())]
+        # A finite sum proves every element finite (one reduction); only a non-finite one needs the element check.
+        broken = [name for name, weight in self.weights.items()
+                  if not bool(torch.isfinite(weight.sum())) and not bool(torch.isfinite(weight).all())]
         if broken:
             raise NonFiniteWeights(
                 f"weight {broken[0]!r} holds NaN or infinite values, so the masks were left unchanged; "
@@ -373,14 +376,14 @@ class Sparsifier:
     # ----------------------------------------------------------------- counting
     def nonzero_count(self) -> int:
         """Active (unmasked) positions over all sparse tensors."""
-        return sum(int(mask.sum()) for mask in self.masks.values())
+        return sum(int(torch.count_nonzero(mask)) for mask in self.masks.values())
 
     def target_nonzero_count(self) -> int:
         """round(density x sparse elements), half up, at least one: fixed for the whole run."""
         return self._target
 
     def layer_densities(self) -> dict[str, float]:
-        return {name: float(mask.sum()) / mask.numel() for name, mask in self.masks.items()}
+        return {name: float(torch.count_nonzero(mask)) / mask.numel() for name, mask in self.masks.items()}
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:

@@ -74,15 +74,34 @@ void sm_sddmm(int64_t rows, int64_t batch, const int64_t *offsets, const int32_t
  * weight, in the same order of operations:
  *   d = g + weight_decay * w;  buf = first ? d : momentum * buf + (1 - dampening) * d;
  *   d = nesterov ? d + momentum * buf : buf;  w -= lr * d.
- * momentum == 0 leaves buf untouched (it may be NULL). */
+ * momentum == 0 leaves buf untouched (it may be NULL). With `missing_momentum`, the
+ * momentum of every position outside the pattern is updated too, from a dense gradient
+ * (there w is 0, so d = g): the momentum window's step, in one pass over the buffer. The
+ * weight outside the pattern is not touched (it is 0 and stays 0). */
+static inline void missing_run(float *buf, const float *grad, int64_t from, int64_t to,
+                               float momentum, float dampening, int first_step)
+{
+    if (first_step) {
+        #pragma omp simd
+        for (int64_t i = from; i < to; ++i) buf[i] = grad[i];
+    } else {
+        #pragma omp simd
+        for (int64_t i = from; i < to; ++i) buf[i] = momentum * buf[i] + (1.0f - dampening) * grad[i];
+    }
+}
+
 void sm_sgd(int64_t rows, const int64_t *offsets, const int32_t *columns, int64_t row_stride,
             float *weight, const float *grad, float *buf, float lr, float weight_decay,
-            float momentum, float dampening, int nesterov, int first_step, int threads)
+            float momentum, float dampening, int nesterov, int first_step, int missing_momentum, int threads)
 {
-    #pragma omp parallel for schedule(dynamic, 64) num_threads(threads)
+    const int dense = missing_momentum && momentum != 0.0f;
+    #pragma omp parallel for schedule(dynamic, 16) num_threads(threads)
     for (int64_t r = 0; r < rows; ++r) {
+        int64_t previous = r * row_stride;  /* first position not yet visited in this row */
         for (int64_t k = offsets[r]; k < offsets[r + 1]; ++k) {
             const int64_t i = r * row_stride + columns[k];
+            if (dense) missing_run(buf, grad, previous, i, momentum, dampening, first_step);
+            previous = i + 1;
             float d = grad[i];
             if (weight_decay != 0.0f) d = d + weight_decay * weight[i];
             if (momentum != 0.0f) {
@@ -92,5 +111,6 @@ void sm_sgd(int64_t rows, const int64_t *offsets, const int32_t *columns, int64_
             }
             weight[i] = weight[i] - lr * d;
         }
+        if (dense) missing_run(buf, grad, previous, (r + 1) * row_stride, momentum, dampening, first_step);
     }
 }
