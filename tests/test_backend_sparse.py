@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import sparsemomentum as sm
-from sparsemomentum.backends import SparseLinearLayout, masked_linear, sparsify_linear_layers
+from sparsemomentum.backends import SparseLinearLayout, masked_linear, sparsify_layers
 import sparsemomentum.backends.sparse_linear as backend
 from conftest import mlp
 
@@ -122,7 +122,7 @@ def test_weight_changed_between_forward_and_backward_is_caught():
 def test_activations_stay_feature_major_between_layers():
     """The second layer reads X^T without a copy: the first one's output is a transposed contiguous tensor."""
     model = mlp(12, 9, 5)
-    handle = sparsify_linear_layers(model, weight_masks(model, 1.0))
+    handle = sparsify_layers(model, weight_masks(model, 1.0))
     hidden = torch.relu(model[0](torch.randn(6, 12)))
     assert hidden.t().is_contiguous()
     handle.remove()
@@ -191,22 +191,28 @@ class Tagged(nn.Linear):
     """A subclass may redefine forward; it must stay dense."""
 
 
-def test_handle_switches_plain_linear_layers_only():
+def test_handle_switches_plain_linear_and_conv_layers_only():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 6), nn.ReLU(), Tagged(6, 3))
+    model = nn.Sequential(nn.Conv2d(2, 2, 3), nn.Conv2d(2, 2, 1, groups=2), nn.Conv2d(2, 2, 1, padding_mode="reflect"),
+                          nn.Flatten(), nn.Linear(8, 6), nn.ReLU(), Tagged(6, 3))
     masks = weight_masks(model, 0.5)
     keys = list(model.state_dict())
-    handle = sparsify_linear_layers(model, masks)
-    assert set(handle.sparse) == {"2.weight"}
-    assert set(handle.dense) == {"0.weight", "4.weight"}
-    assert "convolution" in handle.dense["0.weight"] and "subclass" in handle.dense["4.weight"]
+    reference = copy.deepcopy(model)
+    apply_masks(reference, {name: masks[name] for name in ("0.weight", "4.weight")})
+    handle = sparsify_layers(model, masks)
+    assert set(handle.sparse) == {"0.weight", "4.weight"}
+    assert set(handle.dense) == {"1.weight", "2.weight", "6.weight"}
+    assert "groups=2" in handle.dense["1.weight"] and "reflect" in handle.dense["2.weight"]
+    assert "subclass of nn.Linear" in handle.dense["6.weight"]
     assert list(model.state_dict()) == keys
+    inputs = torch.randn(3, 2, 4, 4)
+    torch.testing.assert_close(model(inputs), reference(inputs))  # the switched layers compute with their masks
     with pytest.raises(sm.UserError, match="already"):
-        sparsify_linear_layers(model, masks)
+        sparsify_layers(model, masks)
     handle.remove()
-    assert "forward" not in model[2].__dict__
+    assert "forward" not in model[0].__dict__ and "forward" not in model[4].__dict__
     with pytest.raises(sm.UserError, match="names no module weight"):
-        sparsify_linear_layers(model, {"9.weight": masks["2.weight"]})
+        sparsify_layers(model, {"9.weight": masks["4.weight"]})
 
 
 def masked_mlp_pair(seed=0):
@@ -218,7 +224,7 @@ def masked_mlp_pair(seed=0):
 def test_rebuild_with_a_new_mask_and_dense_weight_gradient_switch():
     dense, sparse = masked_mlp_pair()
     generator = torch.Generator().manual_seed(1)
-    handle = sparsify_linear_layers(sparse, weight_masks(sparse, 0.3, generator))
+    handle = sparsify_layers(sparse, weight_masks(sparse, 0.3, generator))
     masks = weight_masks(sparse, 0.2, generator)
     apply_masks(dense, masks)
     apply_masks(sparse, masks)
@@ -244,7 +250,7 @@ def test_copied_and_pickled_models_follow_their_own_weights():
     model, plain = masked_mlp_pair()
     masks = weight_masks(model, 0.5)
     apply_masks(model, masks)
-    sparsify_linear_layers(model, masks)
+    sparsify_layers(model, masks)
     saved = io.BytesIO()
     torch.save(model, saved)
     saved.seek(0)
@@ -262,7 +268,7 @@ def train(method, use_sparse_kernels, dense_weight_gradient, steps=20):
     model = mlp(32, 64, 32, 10)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
     sparsifier = method(model, optimizer, density=0.2, total_steps=steps, update_interval=5)
-    handle = sparsify_linear_layers(model, sparsifier.masks, dense_weight_gradient) if use_sparse_kernels else None
+    handle = sparsify_layers(model, sparsifier.masks, dense_weight_gradient) if use_sparse_kernels else None
     generator = torch.Generator().manual_seed(1)
     losses = []
     for _ in range(steps):

@@ -1,6 +1,7 @@
 """The sparse backend inside the sparsifier: same decisions as the masked mode."""
 import pytest
 import torch
+from torch import nn
 
 import sparsemomentum as sm
 from conftest import mlp, train_steps
@@ -8,19 +9,31 @@ from conftest import mlp, train_steps
 pytestmark = pytest.mark.usefixtures("kernel_set")  # every test with both kernel sets
 
 
-def run(backend, steps=60, window=50, total_steps=60, **options):
+def cnn():
+    """Two convolutions (one strided) and a Linear layer: every kind the sparse backend switches."""
+    return nn.Sequential(nn.Conv2d(2, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 4, 3, stride=2), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(36, 5))
+
+
+MODELS = {"mlp": (lambda: mlp(30, 40, 20, 5), 30), "cnn": (cnn, (2, 8, 8))}
+
+
+def run(backend, steps=60, window=50, total_steps=60, model_name="mlp", **options):
     torch.manual_seed(0)
-    model = mlp(30, 40, 20, 5)
+    build, input_shape = MODELS[model_name]
+    model = build()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
     sparsifier = sm.SparseMomentum(model, optimizer, density=0.2, total_steps=total_steps, update_interval=20,
                                    backend=backend, momentum_window=window, seed=3,
                                    kernel_max_density=1.0, kernel_min_weights=0, **options)
-    train_steps(sparsifier, model, steps, 30, 5)
+    train_steps(sparsifier, model, steps, input_shape, 5)
     return sparsifier
 
 
-def test_window_covering_every_step_reproduces_the_masked_mode():
-    masked, sparse = run("masked"), run("sparse", window=1000)
+@pytest.mark.parametrize("model_name", MODELS)
+def test_window_covering_every_step_reproduces_the_masked_mode(model_name):
+    masked, sparse = run("masked", model_name=model_name), run("sparse", window=1000, model_name=model_name)
+    assert set(sparse.kernels.sparse) == set(sparse.masks)  # every layer ran on a sparse kernel
     assert sparse.update_count == masked.update_count == 2
     assert all(torch.equal(masked.masks[n], sparse.masks[n]) for n in masked.masks)
     assert all(torch.allclose(masked.weights[n], sparse.weights[n], atol=1e-5) for n in masked.weights)

@@ -139,11 +139,11 @@ def sddmm(offsets: torch.Tensor, columns: torch.Tensor, dy: torch.Tensor, x: tor
 def sgd(offsets: torch.Tensor, columns: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor,
         buffer: torch.Tensor | None, lr: float, weight_decay: float, momentum: float, dampening: float,
         nesterov: bool, first_step: bool, missing_momentum: bool = False) -> None:
-    """torch's SGD update of a contiguous [rows, in] weight at the pattern's positions, in place.
+    """torch's SGD update of a contiguous weight [rows, ...] at the pattern's positions (columns index a row's elements), in place.
 
     ``missing_momentum``: ``grad`` is dense, and the momentum of every other position steps too.
     """
-    library().sm_sgd(offsets.numel() - 1, offsets.data_ptr(), columns.data_ptr(), weight.shape[1], weight.data_ptr(),
+    library().sm_sgd(offsets.numel() - 1, offsets.data_ptr(), columns.data_ptr(), weight[0].numel(), weight.data_ptr(),
                      grad.data_ptr(), _address(buffer), lr, weight_decay, momentum, dampening, int(nesterov),
                      int(first_step), int(missing_momentum), torch.get_num_threads())
 

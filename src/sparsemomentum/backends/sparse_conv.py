@@ -96,6 +96,8 @@ class SparseConvLayout:
         rows, cols = self.mask.cpu().reshape(self.out_channels, -1).nonzero(as_tuple=True)
         self.offsets = _offsets(rows, self.out_channels)
         self.columns = cols.to(torch.int32)
+        self.flat_index = (rows * (self.in_channels * taps) + cols).to(weight.device)  # positions in weight.view(-1)
+        self.compiled = compiled.usable(weight)  # whether the values-only SGD step may use the compiled kernel
         # Transposed pattern: rows (c, phase) = c * sh*sw + phase, entries o * taps + tap, in row order.
         channel, tap = cols // taps, cols % taps
         (sh, sw), (dh, dw) = self.stride, self.dilation

@@ -40,19 +40,10 @@ import warnings
 from typing import Any
 
 import torch
-from torch import nn
 from torch.autograd.function import once_differentiable
 
 from ..errors import UserError
 from . import compiled
-
-# Why each kind of masked module stays on the dense path.
-_CONV_REASON = (
-    "convolution: im2col + sparse matmul measured 0.1-0.8x of dense on this CPU; "
-    "a direct sparse convolution kernel comes later"
-)
-_SUBCLASS_REASON = "subclass of nn.Linear: it may redefine forward(), so only plain nn.Linear is switched"
-
 
 # References to a tensor's memory. A private torch API: where a torch lacks it, every
 # backward gets a fresh gradient tensor (correct, slower) instead of the reused buffer.
@@ -257,126 +248,3 @@ def masked_linear(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     flat = input.reshape(-1, layout.in_features)
     output = SparseLinearFunction.apply(flat, weight, bias, layout, dense_weight_gradient)
     return output.reshape(*input.shape[:-1], layout.out_features)
-
-
-class _SparseForward:
-    """Stands in for one nn.Linear's ``forward`` (an instance attribute), so parameters,
-    names, state_dict and hooks stay exactly as they were. With no layout (the layer is
-    too small or too dense for sparse kernels to win) it is the plain dense forward."""
-
-    def __init__(self, module: nn.Linear, layout: SparseLinearLayout | None, dense_weight_gradient: bool) -> None:
-        self.module = module
-        self.layout = layout
-        self.dense_weight_gradient = dense_weight_gradient
-        self.reason: str | None = None  # why the layer is on the dense path, when it is
-
-    def __call__(self, input: torch.Tensor) -> torch.Tensor:
-        if self.layout is None:
-            return nn.functional.linear(input, self.module.weight, self.module.bias)
-        return masked_linear(input, self.module.weight, self.module.bias, self.layout, self.dense_weight_gradient)
-
-
-class SparseLinearHandle:
-    """The layers :func:`sparsify_linear_layers` switched, and the controls a training loop needs.
-
-    ``sparse``: mask name -> module currently on the sparse path; ``dense``: mask name -> why
-    it is on the dense path. A layer moves between the two at :meth:`rebuild` when its
-    density crosses ``max_density``: sparse momentum fills some layers almost completely.
-    """
-
-    def __init__(self, forwards: dict[str, _SparseForward], dense: dict[str, str],
-                 max_density: float, min_weights: int) -> None:
-        self._forwards = forwards
-        self._fixed_dense = dense
-        self.max_density = max_density
-        self.min_weights = min_weights
-        self.sparse: dict[str, nn.Linear] = {}
-        self.dense: dict[str, str] = {}
-        self._classify()
-
-    def _why_dense(self, mask: torch.Tensor) -> str | None:
-        if mask.numel() < self.min_weights:
-            return f"{mask.numel():,} weights: fixed per-call costs outweigh the saving below {self.min_weights:,}"
-        density = float(torch.count_nonzero(mask)) / mask.numel()
-        if density > self.max_density:
-            return f"density {density:.0%} is above {self.max_density:.0%}, where dense kernels are faster"
-        return None
-
-    def _classify(self) -> None:
-        self.sparse = {name: f.module for name, f in self._forwards.items() if f.layout is not None}
-        self.dense = dict(self._fixed_dense)
-        self.dense.update({name: f.reason for name, f in self._forwards.items() if f.layout is None})
-
-    def _place(self, forward: _SparseForward, mask: torch.Tensor) -> None:
-        """New layout objects (a graph built before keeps its own), or the dense path."""
-        forward.reason = self._why_dense(mask)
-        forward.layout = None if forward.reason else SparseLinearLayout(forward.module.weight, mask)
-
-    def rebuild(self, masks: dict[str, torch.Tensor]) -> None:
-        """New layouts after a mask update (also after moving the model to another device or dtype)."""
-        missing = [name for name in self._forwards if name not in masks]
-        if missing:
-            raise UserError(f"rebuild needs a mask for every sparse layer; {missing[0]!r} has none.")
-        for name, forward in self._forwards.items():
-            self._place(forward, masks[name])
-        self._classify()
-
-    def layout(self, name: str) -> SparseLinearLayout:
-        """The current layout of the sparse layer whose mask is ``name``."""
-        return self._forwards[name].layout
-
-    def set_dense_weight_gradient(self, enabled: bool) -> None:
-        """Full dense dW (momentum window before a mask update) or dW at the non-zeros only."""
-        for forward in self._forwards.values():
-            forward.dense_weight_gradient = enabled
-
-    def remove(self) -> None:
-        """Put every switched module back on its own dense forward."""
-        for forward in self._forwards.values():
-            if forward.module.__dict__.get("forward") is forward:
-                del forward.module.forward
-        self._forwards.clear()
-        self.sparse.clear()
-
-
-def _dense_reason(module: nn.Module) -> str | None:
-    if type(module) is nn.Linear:
-        return None
-    if isinstance(module, nn.Linear):
-        return _SUBCLASS_REASON
-    if isinstance(module, nn.modules.conv._ConvNd):
-        return _CONV_REASON
-    return f"{type(module).__name__}: no sparse kernel for this module type"
-
-
-def sparsify_linear_layers(model: nn.Module, masks: dict[str, torch.Tensor], dense_weight_gradient: bool = False,
-                           max_density: float = 1.0, min_weights: int = 0) -> SparseLinearHandle:
-    """Run every masked plain ``nn.Linear`` of ``model`` through the sparse kernels.
-
-    ``masks`` maps parameter names (``"fc1.weight"``, as ``Sparsifier.masks``) to boolean
-    masks. Other masked modules stay dense, and so do Linear layers with fewer than
-    ``min_weights`` weights or a density above ``max_density`` (re-decided at every
-    rebuild); ``handle.dense`` says why. Call
-    ``handle.rebuild(sparsifier.masks)`` after every mask update, and after moving the
-    model to another device or dtype.
-    """
-    modules = dict(model.named_modules())
-    forwards: dict[str, _SparseForward] = {}
-    dense: dict[str, str] = {}
-    for name, mask in masks.items():
-        module_name, _, parameter = name.rpartition(".")
-        module = modules.get(module_name)
-        if module is None or parameter != "weight" or not isinstance(getattr(module, "weight", None), nn.Parameter):
-            raise UserError(f"the mask {name!r} names no module weight of this model; pass the masks of this model.")
-        reason = _dense_reason(module)
-        if reason is not None:
-            dense[name] = reason
-            continue
-        if "forward" in module.__dict__:
-            raise UserError(f"{module_name or 'the model'} already has its own forward; remove the earlier handle first.")
-        forwards[name] = _SparseForward(module, None, dense_weight_gradient)
-    handle = SparseLinearHandle(forwards, dense, max_density, min_weights)
-    handle.rebuild({name: masks[name] for name in forwards})
-    for forward in forwards.values():
-        forward.module.forward = forward
-    return handle

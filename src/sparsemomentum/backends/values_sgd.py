@@ -25,7 +25,7 @@ import torch
 
 from ..core.optimizer_state import param_group_index
 from . import compiled
-from .sparse_linear import SparseLinearHandle
+from .layers import SparseLayersHandle
 
 
 def supports(optimizer: torch.optim.Optimizer) -> bool:
@@ -35,7 +35,7 @@ def supports(optimizer: torch.optim.Optimizer) -> bool:
 class ValuesOnlySGD:
     """Steps the sparse-kernel layers' weights of an SGD optimizer at their non-zeros."""
 
-    def __init__(self, optimizer: torch.optim.SGD, kernels: SparseLinearHandle, weights: dict[str, torch.nn.Parameter]) -> None:
+    def __init__(self, optimizer: torch.optim.SGD, kernels: SparseLayersHandle, weights: dict[str, torch.nn.Parameter]) -> None:
         self.optimizer = optimizer
         self.kernels = kernels
         self.params = {name: weights[name] for name in list(kernels.sparse) + list(kernels.dense) if name in weights}

@@ -116,9 +116,9 @@ class Sparsifier:
         self._values_sgd = None
         self._dense_gradient = True
         if self.backend == "sparse":
-            from ..backends import sparsify_linear_layers, values_sgd
+            from ..backends import sparsify_layers, values_sgd
 
-            self.kernels = sparsify_linear_layers(self.model, self.masks, max_density=self.kernel_max_density,
+            self.kernels = sparsify_layers(self.model, self.masks, max_density=self.kernel_max_density,
                                                   min_weights=self.kernel_min_weights)
             if values_sgd.supports(self.optimizer):
                 self._values_sgd = values_sgd.ValuesOnlySGD(self.optimizer, self.kernels, self.weights)
