@@ -18,6 +18,11 @@ from .sparse_linear import SparseLinearLayout, masked_linear
 
 Layout = SparseLinearLayout | SparseConvLayout
 
+# The density above which a layer stays dense unless the caller says otherwise: measured on a
+# 2-core CPU (benchmarks/kernels.py, docs/speed.md), CSR products stop winning near 20 %; the
+# direct convolution still ran 2x faster than torch's at 30 % (LeNet-5's conv2) and 1.2x at 50 %.
+DEFAULT_MAX_DENSITY = {nn.Linear: 0.2, nn.Conv2d: 0.5}
+
 
 def _kernel_kind(module: nn.Module) -> str | None:
     """Why ``module`` cannot run on a sparse kernel at all, or None when it can."""
@@ -64,11 +69,11 @@ class SparseLayersHandle:
 
     ``sparse``: mask name -> module currently on the sparse path; ``dense``: mask name -> why
     it is on the dense path. A layer moves between the two at :meth:`rebuild` when its
-    density crosses ``max_density``.
+    density crosses ``max_density`` (None: :data:`DEFAULT_MAX_DENSITY` of its kind).
     """
 
     def __init__(self, forwards: dict[str, _SparseForward], dense: dict[str, str],
-                 max_density: float, min_weights: int) -> None:
+                 max_density: float | None, min_weights: int) -> None:
         self._forwards = forwards
         self._fixed_dense = dense
         self.max_density = max_density
@@ -83,8 +88,9 @@ class SparseLayersHandle:
         if isinstance(module, nn.Linear) and mask.numel() < self.min_weights:
             return f"{mask.numel():,} weights: fixed per-call costs outweigh the saving below {self.min_weights:,}"
         density = int(torch.count_nonzero(mask)) / mask.numel()
-        if density > self.max_density:
-            return f"density {density:.0%} is above {self.max_density:.0%}, where dense kernels are faster"
+        limit = self.max_density if self.max_density is not None else DEFAULT_MAX_DENSITY[type(module)]
+        if density > limit:
+            return f"density {density:.0%} is above {limit:.0%}, where dense kernels are faster"
         return None
 
     def _classify(self) -> None:
@@ -124,13 +130,13 @@ class SparseLayersHandle:
 
 
 def sparsify_layers(model: nn.Module, masks: dict[str, torch.Tensor], dense_weight_gradient: bool = False,
-                    max_density: float = 1.0, min_weights: int = 0) -> SparseLayersHandle:
+                    max_density: float | None = 1.0, min_weights: int = 0) -> SparseLayersHandle:
     """Run every masked plain ``nn.Linear`` and ``nn.Conv2d`` (groups=1, zero padding) of ``model`` on sparse kernels.
 
     ``masks`` maps parameter names (``"fc1.weight"``, as ``Sparsifier.masks``) to boolean
     masks. Other masked modules stay dense, and so do Linear layers with fewer than
-    ``min_weights`` weights and any layer with a density above ``max_density`` (re-decided
-    at every rebuild); ``handle.dense`` says why. Call ``handle.rebuild(sparsifier.masks)``
+    ``min_weights`` weights and any layer with a density above ``max_density`` (None: the
+    measured break-even of its kind, :data:`DEFAULT_MAX_DENSITY`; re-decided at every rebuild); ``handle.dense`` says why. Call ``handle.rebuild(sparsifier.masks)``
     after every mask update, and after moving the model to another device or dtype.
     """
     modules = dict(model.named_modules())

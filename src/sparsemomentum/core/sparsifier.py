@@ -90,8 +90,9 @@ class Sparsifier:
     backend: str = "masked"
     momentum_window: int = 50
     # Where sparse kernels beat dense ones on a 2-core CPU (benchmarks/kernels.py,
-    # docs/speed.md): at most ~20 % density, and not for tiny layers.
-    kernel_max_density: float = 0.2
+    # docs/speed.md): not for tiny Linear layers, and below a density that depends on the
+    # layer kind (None: backends.layers.DEFAULT_MAX_DENSITY, 20 % Linear, 50 % Conv2d).
+    kernel_max_density: float | None = None
     kernel_min_weights: int = 16384
     mask_check: Callable[[dict[str, torch.Tensor]], None] | None = field(default=None, repr=False)
 
