@@ -190,3 +190,30 @@ def test_real_one_epoch_sweep_then_report(tmp_path, data_dir, capsys):
     assert float(row["test_error"]) == pytest.approx(100 - float(row["test_accuracy"]))
     assert main(["report", str(out)]) == 0
     assert "| sparse-momentum | " in (out / "report.md").read_text()
+
+
+def test_only_trains_the_selected_runs_and_results_keep_every_finished_one(tmp_path, capsys):
+    file = write_experiment(tmp_path)
+    first = load_experiment(file, out=tmp_path / "out", only=["seed=0", "density=0.05", "density=1", "variant=set",
+                                                               "variant=dense"])
+    assert sorted(first.relative(run) for run in first.pending()) == [
+        "lenet300-100/mnist/dense/d1/s0", "lenet300-100/mnist/set/d0.05/s0"]
+    assert run_sweep(first, trainer=fake_train) == 2
+    later = load_experiment(file, out=tmp_path / "out", only=["method=sparse-momentum", "seed=1"])
+    assert run_sweep(later, trainer=fake_train) == 2
+    rows = (tmp_path / "out" / "results.csv").read_text().splitlines()
+    assert len(rows) == 1 + 4  # the header and all four finished runs, whichever --only trained them
+    assert main(["sweep", str(file), "--out", str(tmp_path / "out"), "--dry-run", "--only", "seed=1"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"10 runs in {tmp_path / 'out'}: 4 already finished, 3 to do, 3 left out by --only.")
+
+
+@pytest.mark.parametrize("selection, message", [
+    ("seed", "--only takes KEY=VALUE"),
+    ("colour=red", "'colour' is not a run setting"),
+    ("seed=first", "'first' is not a valid value for seed"),
+])
+def test_bad_only_is_one_sentence(selection, message, tmp_path, capsys):
+    file = write_experiment(tmp_path)
+    assert main(["sweep", str(file), "--out", str(tmp_path / "out"), "--only", selection]) == 2
+    assert message in capsys.readouterr().err

@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_parser.add_argument("--out", help="sweep folder (default: runs/<experiment file name without .toml>)")
     sweep_parser.add_argument("--data-dir", help="folder holding mnist/ and fashion-mnist/ (default: $SPARSEMOMENTUM_DATA)")
     sweep_parser.add_argument("--dry-run", action="store_true", help="list the runs still to do and stop")
+    sweep_parser.add_argument("--only", action="append", default=[], metavar="KEY=VALUE",
+                              help="train only the runs with this setting, e.g. --only seed=0 --only density=0.05 "
+                                   "(repeatable; several values of one key: any of them; 'variant' is the run's name)")
     sweep_parser.add_argument("--jobs", type=int, default=1,
                               help="runs trained in parallel processes, one thread each (default: 1)")
 
@@ -84,15 +87,16 @@ def _export(run_dir: str, out: str) -> None:
     print(f"wrote {out}: {size:,} bytes, {size / dense:.1%} of the dense model's {dense:,} bytes")
 
 
-def _sweep(experiment: str, out: str | None, data_dir: str | None, dry_run: bool, jobs: int) -> None:
+def _sweep(experiment: str, out: str | None, data_dir: str | None, dry_run: bool, jobs: int, only: list[str]) -> None:
     from .sweep import load_experiment, run_sweep
 
-    loaded = load_experiment(experiment, out, data_dir)
+    loaded = load_experiment(experiment, out, data_dir, only)
     if dry_run:
         print(loaded.plan())
         return
     trained = run_sweep(loaded, jobs)
-    print(f"trained {trained} of {len(loaded.runs)} runs (the others were already finished); results in {loaded.out / 'results.csv'}")
+    print(f"trained {trained} of {len(loaded.runs)} runs (the others were already finished"
+          f"{' or left out by --only' if only else ''}); results in {loaded.out / 'results.csv'}")
 
 
 def _report(path: str, out: str | None, density: float | None) -> None:

@@ -23,9 +23,9 @@ import re
 import tomllib
 import typing
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from tqdm import tqdm
 
@@ -98,16 +98,47 @@ class Experiment:
     file: Path
     out: Path
     runs: list[Run]
+    # --only: setting -> accepted values ("variant": the arm's name). A sweep trains the selected
+    # runs it has not finished; results.csv still lists every finished run of the file.
+    only: dict[str, set[Any]] = field(default_factory=dict)
 
     def relative(self, run: Run) -> str:
         return str(run.path.relative_to(self.out))
 
+    def selected(self, run: Run) -> bool:
+        settings = {**run.config.to_dict(), "variant": run.arm}
+        return all(settings[key] in values for key, values in self.only.items())
+
+    def pending(self) -> list[Run]:
+        return [run for run in self.runs if not run.finished and self.selected(run)]
+
     def plan(self) -> str:
         """What --dry-run prints: each run still to do, then the counts."""
-        pending = [run for run in self.runs if not run.finished]
+        pending = self.pending()
         lines = [f"{self.relative(run)}{'  (unfinished folder, will restart)' if run.path.exists() else ''}" for run in pending]
-        lines.append(f"{len(self.runs)} runs in {self.out}: {len(self.runs) - len(pending)} already finished, {len(pending)} to do.")
+        finished = sum(run.finished for run in self.runs)
+        left_out = len(self.runs) - finished - len(pending)
+        lines.append(f"{len(self.runs)} runs in {self.out}: {finished} already finished, {len(pending)} to do"
+                     + (f", {left_out} left out by --only." if left_out else "."))
         return "\n".join(lines)
+
+
+def parse_only(selections: Sequence[str]) -> dict[str, set[Any]]:
+    """``--only KEY=VALUE`` (repeatable; several values of one key: any of them) -> accepted values per setting."""
+    only: dict[str, set[Any]] = {}
+    for selection in selections:
+        key, separator, text = selection.partition("=")
+        if not separator or not text:
+            raise UserError(f"--only takes KEY=VALUE, e.g. --only seed=0 or --only variant=dense; got {selection!r}.")
+        if key != "variant" and key not in FIELD_KINDS:
+            raise UserError(f"--only {selection}: {key!r} is not a run setting; use a key of the experiment file or 'variant'.")
+        kind = str if key == "variant" else FIELD_KINDS[key]
+        try:
+            value = {bool: lambda t: {"true": True, "false": False}[t.lower()], list: lambda t: t.split(",")}.get(kind, kind)(text)
+        except (KeyError, ValueError):
+            raise UserError(f"--only {selection}: {text!r} is not a valid value for {key}.") from None
+        only.setdefault(key, set()).add(value)
+    return only
 
 
 def _coerce(key: str, value: Any, where: str) -> Any:
@@ -172,8 +203,13 @@ def _label(value: Any) -> str:
     return ",".join(value) if isinstance(value, list) else f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def load_experiment(file: str | Path, out: str | Path | None = None, data_dir: str | None = None) -> Experiment:
-    """Read and expand an experiment file; every run's config is validated before anything trains."""
+def load_experiment(file: str | Path, out: str | Path | None = None, data_dir: str | None = None,
+                    only: Sequence[str] = ()) -> Experiment:
+    """Read and expand an experiment file; every run's config is validated before anything trains.
+
+    ``only``: ``KEY=VALUE`` selections (see :func:`parse_only`) of the runs a sweep trains.
+    """
+    selected = parse_only(only)
     file = Path(file)
     document = _read_toml(file)
     for key, value in document.items():
@@ -207,7 +243,7 @@ def load_experiment(file: str | Path, out: str | Path | None = None, data_dir: s
                 raise UserError(f"two runs of {file} share the folder {run.path}; give the [[variant]] entries different names.")
             runs[run.path] = run
     # Seed-major order: an interrupted sweep already compares every arm at the first seed.
-    experiment = Experiment(file, root, sorted(runs.values(), key=lambda run: run.config.seed))
+    experiment = Experiment(file, root, sorted(runs.values(), key=lambda run: run.config.seed), selected)
     _check_finished_runs(experiment)
     return experiment
 
@@ -263,7 +299,7 @@ def run_sweep(experiment: Experiment, jobs: int = 1, trainer: Trainer = train) -
     """
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}.")
-    pending = [run for run in experiment.runs if not run.finished]
+    pending = experiment.pending()
     failures: list[str] = []
     bar = tqdm(total=len(pending), desc="sweep", unit="run", dynamic_ncols=True)
 
