@@ -46,7 +46,7 @@ def _sources() -> list[Path]:
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-fPIC", "-shared"]
 _i64, _i32, _f32, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_float, ctypes.c_void_p
 _SIGNATURES = {
-    "sm_spmm": [_i64, _i64, _ptr, _ptr, _ptr, _i64, _i64, _ptr, _i64, _ptr, _ptr, _i64, _i32],
+    "sm_spmm": [_i64, _i64, _ptr, _ptr, _ptr, _i64, _i64, _ptr, _ptr, _ptr, _ptr, _i64, _ptr, _ptr, _i64, _i32],
     "sm_sddmm": [_i64, _i64, _ptr, _ptr, _ptr, _i64, _ptr, _i64, _ptr, _i64, _i64, _i32],
     "sm_sgd": [_i64, _ptr, _ptr, _i64, _ptr, _ptr, _ptr, _f32, _f32, _f32, _f32, _i32, _i32, _i32, _i32],
     "sm_conv2d_forward": [_ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _i32],
@@ -120,10 +120,16 @@ def _address(tensor: torch.Tensor | None) -> int | None:
 
 
 def spmm(offsets: torch.Tensor, columns: torch.Tensor, weight: torch.Tensor, row_stride: int, column_stride: int,
-         x: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor) -> torch.Tensor:
-    """out[r] = bias[r] + sum of W(r, c) x[c] over the pattern; x [columns, batch] and out [rows, batch], rows contiguous."""
+         x: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor, values: torch.Tensor | None = None,
+         value_index: torch.Tensor | None = None, values_out: torch.Tensor | None = None) -> torch.Tensor:
+    """out[r] = bias[r] + sum of W(r, c) x[c] over the pattern; x [columns, batch] and out [rows, batch], rows contiguous.
+
+    W(r, c) comes from the dense ``weight`` through the strides, or from ``values[value_index[k]]``
+    for the k-th entry; ``values_out`` receives the values read, in pattern order.
+    """
     rows, batch = out.shape
     library().sm_spmm(rows, batch, offsets.data_ptr(), columns.data_ptr(), weight.data_ptr(), row_stride, column_stride,
+                      _address(values), _address(value_index), _address(values_out),
                       x.data_ptr(), x.stride(0), _address(bias), out.data_ptr(), out.stride(0), torch.get_num_threads())
     return out
 

@@ -117,6 +117,9 @@ class SparseLinearLayout:
         self.transposed_columns = rows[self.transpose_permutation].to(torch.int32)
         self.compiled = compiled.usable(weight)
         self._torch_csr = None if self.compiled else _TorchCSR(self, weight)
+        if self.compiled:  # W's values as the last forward read them, for the backward's W^T product
+            self._values = torch.empty(self.flat_index.numel(), dtype=torch.float32)
+            self._transposed_value_index = self.transpose_permutation.to(torch.int32)
         self._gradient: torch.Tensor | None = None  # flat dense dW buffer, allocated by the first backward
         self._gradient_idle_count: int | None = None
         self._gradient_dirty = False  # holds values outside the mask (after a dense dW)
@@ -153,7 +156,8 @@ class SparseLinearLayout:
         if self._use_compiled(weight, input_t, bias):
             out = torch.empty(self.out_features, input_t.shape[1], dtype=input_t.dtype)
             return compiled.spmm(self.offsets, self.columns, weight.detach(), self.in_features, 1,
-                                 input_t, None if bias is None else bias.detach().contiguous(), out)
+                                 input_t, None if bias is None else bias.detach().contiguous(), out,
+                                 values_out=self._values)
         csr = self._csr_for(weight)
         csr.refresh_values(weight, self)  # always: O(nnz), and a stale CSR would be a silent error
         if bias is None:
@@ -164,8 +168,10 @@ class SparseLinearLayout:
         """dX^T = W^T dY^T: ``grad_output_t`` [out, batch] contiguous -> [in, batch]."""
         if self._use_compiled(weight, grad_output_t):
             out = torch.empty(self.in_features, grad_output_t.shape[1], dtype=grad_output_t.dtype)
+            # The values this step's forward recorded: the weight cannot have changed since (autograd's
+            # version check), and reading W^T from the dense weight would jump a row length per entry.
             return compiled.spmm(self.transposed_offsets, self.transposed_columns, weight.detach(), 1, self.in_features,
-                                 grad_output_t, None, out)
+                                 grad_output_t, None, out, values=self._values, value_index=self._transposed_value_index)
         return torch.mm(self._csr_for(weight).transposed, grad_output_t)  # refreshed by this step's forward
 
     def weight_gradient(self, grad_output_t: torch.Tensor, input_t: torch.Tensor, dense: bool) -> torch.Tensor:

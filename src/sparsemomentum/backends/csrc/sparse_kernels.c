@@ -14,9 +14,16 @@
  */
 #include <stdint.h>
 
-/* out[r, :] = bias[r] + sum over the pattern's (r, c) of W(r, c) * x[c, :] */
+/* out[r, :] = bias[r] + sum over the pattern's (r, c) of W(r, c) * x[c, :]
+ *
+ * W(r, c) is read from the dense weight at r * row_stride + c * column_stride, or, when
+ * `value_index` is given, from values[value_index[k]] for the pattern's k-th entry. The
+ * forward product records the values it read in `values_out` (CSR order), and the input
+ * gradient's product through W^T then reads them there: reading W^T from the dense
+ * weight goes down its columns, one page of a 4096x4096 weight per non-zero. */
 void sm_spmm(int64_t rows, int64_t batch, const int64_t *offsets, const int32_t *columns,
              const float *weight, int64_t row_stride, int64_t column_stride,
+             const float *values, const int32_t *value_index, float *values_out,
              const float *x, int64_t x_stride, const float *bias,
              float *out, int64_t out_stride, int threads)
 {
@@ -29,11 +36,14 @@ void sm_spmm(int64_t rows, int64_t batch, const int64_t *offsets, const int32_t 
         const float *w_row = weight + r * row_stride;
         int64_t k = offsets[r];
         const int64_t end = offsets[r + 1];
+#define SM_VALUE(k, c) (value_index ? values[value_index[k]] : w_row[(c) * column_stride])
         /* four non-zeros per pass: one load and store of the output row for four products */
         for (; k + 4 <= end; k += 4) {
             const int64_t c0 = columns[k], c1 = columns[k + 1], c2 = columns[k + 2], c3 = columns[k + 3];
-            const float w0 = w_row[c0 * column_stride], w1 = w_row[c1 * column_stride];
-            const float w2 = w_row[c2 * column_stride], w3 = w_row[c3 * column_stride];
+            const float w0 = SM_VALUE(k, c0), w1 = SM_VALUE(k + 1, c1), w2 = SM_VALUE(k + 2, c2), w3 = SM_VALUE(k + 3, c3);
+            if (values_out) {
+                values_out[k] = w0; values_out[k + 1] = w1; values_out[k + 2] = w2; values_out[k + 3] = w3;
+            }
             const float *x0 = x + c0 * x_stride, *x1 = x + c1 * x_stride;
             const float *x2 = x + c2 * x_stride, *x3 = x + c3 * x_stride;
             #pragma omp simd
@@ -41,11 +51,13 @@ void sm_spmm(int64_t rows, int64_t batch, const int64_t *offsets, const int32_t 
         }
         for (; k < end; ++k) {
             const int64_t c = columns[k];
-            const float w = w_row[c * column_stride];
+            const float w = SM_VALUE(k, c);
+            if (values_out) values_out[k] = w;
             const float *xc = x + c * x_stride;
             #pragma omp simd
             for (int64_t j = 0; j < batch; ++j) o[j] += w * xc[j];
         }
+#undef SM_VALUE
     }
 }
 
