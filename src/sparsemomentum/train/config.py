@@ -76,7 +76,7 @@ class TrainConfig:
     tolerance: float | None = option(None, "DSR: allowed relative miss of the pruning target before the threshold adapts")
     start_fraction: float | None = option(None, "GMP: fraction of training at which pruning starts")
     end_fraction: float | None = option(None, "GMP: fraction of training at which the target density is reached")
-    backend: str | None = option(None, "masked (dense weights times masks) or sparse (sparse kernels for Linear layers)")
+    backend: str | None = option(None, "masked (dense weights times masks) or sparse (compiled sparse kernels for Linear and Conv2d layers)")
     momentum_window: int | None = option(None, "sparse backend: steps before each update that compute dense weight gradients (default 50)")
     include: list[str] = option([], "only sparsify parameters whose name matches one of these patterns")
     exclude: list[str] = option([], "keep parameters whose name matches one of these patterns dense")
