@@ -90,20 +90,23 @@ def test_dense_baseline_refuses_the_sparse_backend():
         sm.Dense(model, torch.optim.SGD(model.parameters(), lr=0.1), backend="sparse")
 
 
-def static_pair(values_step: bool, steps: int = 30):
+def static_pair(values_step: bool, model_name: str = "mlp", steps: int = 30):
     torch.manual_seed(0)
-    model = mlp(30, 40, 20, 5)
+    build, input_shape = MODELS[model_name]
+    model = build()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
     sparsifier = sm.Static(model, optimizer, density=0.2, total_steps=steps, backend="sparse", seed=3,
                            kernel_min_weights=0, kernel_max_density=1.0)
     if not values_step:
         sparsifier._values_sgd = None  # torch's own dense SGD step on the same sparse gradients
-    train_steps(sparsifier, model, steps, 30, 5)
+    train_steps(sparsifier, model, steps, input_shape, 5)
     return sparsifier
 
 
-def test_values_only_sgd_step_equals_torchs_dense_step():
-    fast, reference = static_pair(True), static_pair(False)
+@pytest.mark.parametrize("model_name", MODELS)
+def test_values_only_sgd_step_equals_torchs_dense_step(model_name):
+    fast, reference = static_pair(True, model_name), static_pair(False, model_name)
+    assert set(fast.kernels.sparse) == set(fast.masks)
     assert fast._values_sgd is not None and not fast._dense_gradient
     fast._values_sgd.flush()
     for name in fast.weights:
