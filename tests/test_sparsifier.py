@@ -264,6 +264,7 @@ def test_state_dict_round_trip_restores_masks_and_counters():
     assert all(torch.equal(fresh.masks[n], sparsifier.masks[n]) for n in state["masks"])
     assert (fresh.step_count, fresh.update_count) == (sparsifier.step_count, sparsifier.update_count)
     assert torch.rand(3, generator=fresh.generator).tolist() == torch.rand(3, generator=sparsifier.generator).tolist()
+    assert fresh.history == sparsifier.history and len(fresh.history) == 1  # the per-update reports survive a resume
 
 
 def test_state_dict_for_another_model_is_refused():

@@ -23,6 +23,7 @@ their optimizer state.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -388,7 +389,7 @@ class Sparsifier:
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
-        """Masks, schedule position and counters: everything needed to resume exactly."""
+        """Masks, schedule position, counters and the update reports: everything needed to resume exactly."""
         return {
             "masks": {name: mask.detach().cpu().clone() for name, mask in self.masks.items()},
             "step_count": self.step_count,
@@ -398,6 +399,7 @@ class Sparsifier:
             "last_update_step": self._last_update_step,
             "update_period": self._update_period,
             "pending_momentum_decay": dict(self._values_sgd.pending_decay) if self._values_sgd else {},
+            "history": [dataclasses.asdict(report) for report in self.history],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -427,6 +429,7 @@ class Sparsifier:
         self._update_period = state.get("update_period")
         if self._values_sgd is not None:
             self._values_sgd.pending_decay.update(state.get("pending_momentum_decay", {}))
+        self.history = [UpdateReport(**report) for report in state.get("history", [])]  # older checkpoints: none
         self.masks_changed()
         if self.kernels is not None:
             self._choose_weight_gradient()
