@@ -49,6 +49,7 @@ from torch.autograd.function import once_differentiable
 
 from ..errors import UserError
 from . import compiled
+from .sparse_linear import row_offsets
 
 Pair = Union[int, tuple[int, int]]
 Padding = Union[int, tuple[int, int], str]
@@ -59,13 +60,6 @@ def _pair(value: Pair, name: str) -> tuple[int, int]:
     if len(pair) != 2 or not all(isinstance(v, int) for v in pair):
         raise UserError(f"a sparse convolution's {name} must be an int or a pair of ints, got {value!r}.")
     return pair
-
-
-def _offsets(rows: torch.Tensor, size: int) -> torch.Tensor:
-    """CSR row offsets (int64) of sorted row indices."""
-    offsets = torch.zeros(size + 1, dtype=torch.int64)
-    offsets[1:] = torch.bincount(rows, minlength=size).cumsum(0)
-    return offsets
 
 
 class SparseConvLayout:
@@ -94,7 +88,7 @@ class SparseConvLayout:
         self.mask = mask.detach().to(dtype=torch.bool, copy=True)
         taps = self.kernel_h * self.kernel_w
         rows, cols = self.mask.cpu().reshape(self.out_channels, -1).nonzero(as_tuple=True)
-        self.offsets = _offsets(rows, self.out_channels)
+        self.offsets = row_offsets(rows, self.out_channels)
         self.columns = cols.to(torch.int32)
         self.flat_index = (rows * (self.in_channels * taps) + cols).to(weight.device)  # positions in weight.view(-1)
         self.compiled = compiled.usable(weight)  # whether the values-only SGD step may use the compiled kernel
@@ -104,13 +98,8 @@ class SparseConvLayout:
         phase = ((tap // self.kernel_w) * dh % sh) * sw + (tap % self.kernel_w) * dw % sw
         group = channel * (sh * sw) + phase
         order = torch.argsort(group, stable=True)  # keeps (o, tap) ascending within a row
-        self.transposed_offsets = _offsets(group[order], self.in_channels * sh * sw)
+        self.transposed_offsets = row_offsets(group[order], self.in_channels * sh * sw)
         self.transposed_entries = (rows * taps + tap)[order].to(torch.int32)
-
-    @property
-    def nonzero_count(self) -> int:
-        """The mask's non-zeros: the work of each kernel is proportional to it."""
-        return self.columns.numel()
 
     def _pads(self) -> tuple[int, int, int, int]:
         if self.padding == "valid":

@@ -54,8 +54,8 @@ def _storage_use_count(tensor: torch.Tensor) -> int:
     return _STORAGE_USE_COUNT(tensor.untyped_storage()._cdata)
 
 
-def _offsets(rows: torch.Tensor, size: int) -> torch.Tensor:
-    """CSR row offsets (int64) of sorted row indices."""
+def row_offsets(rows: torch.Tensor, size: int) -> torch.Tensor:
+    """CSR row offsets (int64) of sorted row indices (the linear and the convolution patterns)."""
     offsets = torch.zeros(size + 1, dtype=torch.int64, device=rows.device)
     offsets[1:] = torch.bincount(rows, minlength=size).cumsum(0)
     return offsets
@@ -109,11 +109,11 @@ class SparseLinearLayout:
         # Row-major order of the non-zeros: W's CSR order.
         rows, cols = mask.nonzero(as_tuple=True)
         self.flat_index = rows * self.in_features + cols
-        self.offsets = _offsets(rows, self.out_features)
+        self.offsets = row_offsets(rows, self.out_features)
         self.columns = cols.to(torch.int32)
         # W^T's k-th non-zero is W's transpose_permutation[k]: a stable sort by column keeps rows ascending.
         self.transpose_permutation = torch.argsort(cols, stable=True)
-        self.transposed_offsets = _offsets(cols[self.transpose_permutation], self.in_features)
+        self.transposed_offsets = row_offsets(cols[self.transpose_permutation], self.in_features)
         self.transposed_columns = rows[self.transpose_permutation].to(torch.int32)
         self.compiled = compiled.usable(weight)
         self._torch_csr = None if self.compiled else _TorchCSR(self, weight)
@@ -123,10 +123,6 @@ class SparseLinearLayout:
         self._gradient: torch.Tensor | None = None  # flat dense dW buffer, allocated by the first backward
         self._gradient_idle_count: int | None = None
         self._gradient_dirty = False  # holds values outside the mask (after a dense dW)
-
-    @property
-    def nonzero_count(self) -> int:
-        return self.flat_index.numel()
 
     def __getstate__(self) -> dict[str, torch.Tensor]:
         """CSR tensors cannot be deep-copied: a copied or pickled model keeps the mask and rebuilds."""
