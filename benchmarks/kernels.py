@@ -62,6 +62,7 @@ It declares no torch dependency, so pip leaves torch alone. Its extension is a t
 module named ``backend`` and shares torch's libgomp (same soname), so ``torch.set_num_threads``
 (``--threads``) governs its OpenMP threads too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,7 +78,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparsemomentum.backends import SparseConvLayout, SparseLinearLayout, masked_conv2d, masked_linear
+from sparsemomentum.backends import (
+    SparseConvLayout,
+    SparseLinearLayout,
+    masked_conv2d,
+    masked_linear,
+)
 
 try:
     from sparseprop.modules import SparseConv2d as SparsePropConv2d
@@ -94,7 +100,9 @@ TOO_SLOW = 0.25  # speed ratio below which a variant is not timed further
 TOLERANCE = 1e-4  # relative; see assert_matches
 
 Step = Callable[[], None]
-Steps = dict[str, Union[Step, str]]  # a str instead of a step: why the variant cannot run, shown in its column
+Steps = dict[
+    str, Union[Step, str]
+]  # a str instead of a step: why the variant cannot run, shown in its column
 Setting = tuple[str, int, float, Callable[[], Steps]]  # layer, batch, density, the steps' factory
 
 
@@ -111,8 +119,10 @@ class ConvLayer:
 
     @property
     def label(self) -> str:
-        return (f"{self.name} {self.kernel}x{self.kernel} {self.in_channels}->{self.out_channels}, "
-                f"{self.size}x{self.size}, s{self.stride} p{self.padding}")
+        return (
+            f"{self.name} {self.kernel}x{self.kernel} {self.in_channels}->{self.out_channels}, "
+            f"{self.size}x{self.size}, s{self.stride} p{self.padding}"
+        )
 
     def input(self) -> torch.Tensor:
         return torch.randn(self.batch, self.in_channels, self.size, self.size, requires_grad=True)
@@ -121,7 +131,10 @@ class ConvLayer:
         return F.conv2d(x, weight, bias, self.stride, self.padding)
 
 
-CONV_LAYERS = [ConvLayer("WRN", 128, 128, 3, 16, 1, 1, 128), ConvLayer("LeNet-5-Caffe conv2", 20, 50, 5, 12, 1, 0, 100)]
+CONV_LAYERS = [
+    ConvLayer("WRN", 128, 128, 3, 16, 1, 1, 128),
+    ConvLayer("LeNet-5-Caffe conv2", 20, 50, 5, 12, 1, 0, 100),
+]
 
 
 def training_step(forward: Callable[[], torch.Tensor], leaves: list[torch.Tensor]) -> Step:
@@ -156,15 +169,25 @@ def assert_matches(who: str, comparisons: list[tuple[str, torch.Tensor, torch.Te
         try:
             torch.testing.assert_close(actual, expected, rtol=TOLERANCE, atol=atol)
         except AssertionError as error:
-            wrong = int((~torch.isclose(actual, expected, rtol=TOLERANCE, atol=atol)).sum()) if (
-                actual.shape == expected.shape) else actual.numel()
-            raise Mismatch(f"{who} {what}: {error}", f"wrong {what} ({wrong} of {expected.numel()})") from None
+            wrong = (
+                int((~torch.isclose(actual, expected, rtol=TOLERANCE, atol=atol)).sum())
+                if (actual.shape == expected.shape)
+                else actual.numel()
+            )
+            raise Mismatch(
+                f"{who} {what}: {error}", f"wrong {what} ({wrong} of {expected.numel()})"
+            ) from None
 
 
 def csr_leaf(weight: torch.Tensor) -> torch.Tensor:
     csr = weight.to_sparse_csr()
-    return torch.sparse_csr_tensor(csr.crow_indices().int(), csr.col_indices().int(), csr.values(), csr.shape,
-                                   check_invariants=False).requires_grad_()
+    return torch.sparse_csr_tensor(
+        csr.crow_indices().int(),
+        csr.col_indices().int(),
+        csr.values(),
+        csr.shape,
+        check_invariants=False,
+    ).requires_grad_()
 
 
 def linear_steps(weight: torch.Tensor, mask: torch.Tensor, batch: int) -> Steps:
@@ -189,9 +212,14 @@ def linear_steps(weight: torch.Tensor, mask: torch.Tensor, batch: int) -> Steps:
     for name, dense_weight_gradient in OURS:
         x_t, w_o, b_o = feature_major(), dense_weight(), bias()
         layout = SparseLinearLayout(w_o, mask)
-        steps[name] = training_step(partial(masked_linear, x_t.t(), w_o, b_o, layout, dense_weight_gradient), [x_t, w_o, b_o])
+        steps[name] = training_step(
+            partial(masked_linear, x_t.t(), w_o, b_o, layout, dense_weight_gradient),
+            [x_t, w_o, b_o],
+        )
     x_s, w_s, b_s = feature_major(), csr_leaf(weight), bias()
-    steps["torch.sparse.mm"] = training_step(lambda: torch.sparse.mm(w_s, x_s) + b_s.unsqueeze(1), [x_s, w_s, b_s])
+    steps["torch.sparse.mm"] = training_step(
+        lambda: torch.sparse.mm(w_s, x_s) + b_s.unsqueeze(1), [x_s, w_s, b_s]
+    )
     x_l, w_l, b_l = batch_major(), csr_leaf(weight), bias()
     steps["F.linear(CSR)"] = training_step(lambda: F.linear(x_l, w_l, b_l), [x_l, w_l, b_l])
     steps[SPARSEPROP] = NOT_INSTALLED
@@ -200,12 +228,16 @@ def linear_steps(weight: torch.Tensor, mask: torch.Tensor, batch: int) -> Steps:
         try:
             check_sparseprop(module, weight, mask, batch)
             steps[SPARSEPROP] = training_step(lambda: module(x_p), [x_p, *module.parameters()])
-        except Mismatch as mismatch:  # shown in its column, not timed: it would not be doing the same work
+        except (
+            Mismatch
+        ) as mismatch:  # shown in its column, not timed: it would not be doing the same work
             steps[SPARSEPROP] = mismatch.cell
     return steps
 
 
-def check_sparseprop(module: nn.Module, weight: torch.Tensor, mask: torch.Tensor, batch: int) -> None:
+def check_sparseprop(
+    module: nn.Module, weight: torch.Tensor, mask: torch.Tensor, batch: int
+) -> None:
     """SparseProp against F.linear with the dense masked weight: same pattern, same results.
 
     SparseProp takes its pattern from the weight's non-zeros and keeps dW only there (the
@@ -217,7 +249,10 @@ def check_sparseprop(module: nn.Module, weight: torch.Tensor, mask: torch.Tensor
     pattern[rows, columns.long()] = True
     if not torch.equal(pattern, mask):  # seen at 4096x4096, 20 %: 3.4 M non-zeros
         wrong = int((pattern != mask).sum())
-        raise Mismatch(f"{SPARSEPROP}'s non-zeros differ from the mask at {wrong} positions", f"wrong pattern ({wrong} of {mask.numel()})")
+        raise Mismatch(
+            f"{SPARSEPROP}'s non-zeros differ from the mask at {wrong} positions",
+            f"wrong pattern ({wrong} of {mask.numel()})",
+        )
     x = torch.randn(batch, weight.shape[1], requires_grad=True)
     x_ref = x.detach().clone().requires_grad_()
     w_ref, b_ref = weight.clone().requires_grad_(), module.bias.detach().clone().requires_grad_()
@@ -225,16 +260,27 @@ def check_sparseprop(module: nn.Module, weight: torch.Tensor, mask: torch.Tensor
     output, output_ref = module(x), F.linear(x_ref, w_ref, b_ref)
     output.backward(grad_output)
     output_ref.backward(grad_output)
-    assert module.W_val.grad.shape == (int(mask.sum()),), "SparseProp's dW is not one value per non-zero"
-    assert_matches(SPARSEPROP, [("output", output, output_ref), ("dX", x.grad, x_ref.grad),
-                                ("db", module.bias.grad, b_ref.grad),
-                                ("dW at the non-zeros", module.W_val.grad, w_ref.grad[rows, columns.long()])])
+    assert module.W_val.grad.shape == (int(mask.sum()),), (
+        "SparseProp's dW is not one value per non-zero"
+    )
+    assert_matches(
+        SPARSEPROP,
+        [
+            ("output", output, output_ref),
+            ("dX", x.grad, x_ref.grad),
+            ("db", module.bias.grad, b_ref.grad),
+            ("dW at the non-zeros", module.W_val.grad, w_ref.grad[rows, columns.long()]),
+        ],
+    )
     for parameter in module.parameters():
         parameter.grad = None
 
 
-def conv_steps(layer: ConvLayer, weight: torch.Tensor, mask: torch.Tensor, bias: torch.Tensor) -> Steps:
+def conv_steps(
+    layer: ConvLayer, weight: torch.Tensor, mask: torch.Tensor, bias: torch.Tensor
+) -> Steps:
     """Every variant on its own copies; ours and SparseProp's checked against the dense masked reference first."""
+
     def dense_weight() -> nn.Parameter:
         return nn.Parameter(weight.clone())
 
@@ -251,35 +297,58 @@ def conv_steps(layer: ConvLayer, weight: torch.Tensor, mask: torch.Tensor, bias:
         layout = SparseConvLayout(w_o, mask, layer.stride, layer.padding)
         forward = partial(masked_conv2d, x_o, w_o, b_o, layout, dense_weight_gradient)
         steps[name] = training_step(forward, [x_o, w_o, b_o])
-    for name, over_width in ((f"{SPARSEPROP}, over batch", False), (f"{SPARSEPROP}, over width", True)):
+    for name, over_width in (
+        (f"{SPARSEPROP}, over batch", False),
+        (f"{SPARSEPROP}, over width", True),
+    ):
         if SparsePropConv2d is None:
             steps[name] = NOT_INSTALLED
-        elif layer.stride not in (1, 2):  # its kernels exist for these strides only (square kernels, int padding)
+        elif layer.stride not in (
+            1,
+            2,
+        ):  # its kernels exist for these strides only (square kernels, int padding)
             steps[name] = f"no stride {layer.stride}"
         else:
             x_p = layer.input()
-            module = SparsePropConv2d(weight.clone(), new_bias(), layer.padding, layer.stride,
-                                      vectorizing_over_on=over_width)
+            module = SparsePropConv2d(
+                weight.clone(),
+                new_bias(),
+                layer.padding,
+                layer.stride,
+                vectorizing_over_on=over_width,
+            )
             try:
                 check_sparseprop_conv(name, module, mask, reference)
-            except Mismatch as mismatch:  # shown in its column, not timed: it would not be doing the same work
+            except (
+                Mismatch
+            ) as mismatch:  # shown in its column, not timed: it would not be doing the same work
                 steps[name] = mismatch.cell
                 continue
             steps[name] = training_step(partial(module, x_p), [x_p, *module.parameters()])
     return steps
 
 
-def conv_reference(layer: ConvLayer, weight: torch.Tensor, bias: torch.Tensor) -> dict[str, torch.Tensor]:
+def conv_reference(
+    layer: ConvLayer, weight: torch.Tensor, bias: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """F.conv2d with the dense masked weight: its input, upstream gradient, output, dX, dW and db."""
     x, w, b = layer.input(), weight.clone().requires_grad_(), bias.clone().requires_grad_()
     output = layer.dense(x, w, b)
     grad_output = torch.randn_like(output)
     output.backward(grad_output)
-    return dict(input=x.detach(), grad_output=grad_output, output=output.detach(), dX=x.grad, dW=w.grad, db=b.grad)
+    return dict(
+        input=x.detach(),
+        grad_output=grad_output,
+        output=output.detach(),
+        dX=x.grad,
+        dW=w.grad,
+        db=b.grad,
+    )
 
 
-def run_conv(forward: Callable[[torch.Tensor], torch.Tensor],
-             reference: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def run_conv(
+    forward: Callable[[torch.Tensor], torch.Tensor], reference: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One forward + backward on the reference's input and upstream gradient: (output, dX)."""
     x = reference["input"].clone().requires_grad_()
     output = forward(x)
@@ -287,19 +356,35 @@ def run_conv(forward: Callable[[torch.Tensor], torch.Tensor],
     return output.detach(), x.grad
 
 
-def check_ours_conv(layer: ConvLayer, weight: torch.Tensor, mask: torch.Tensor, bias: torch.Tensor,
-                    reference: dict[str, torch.Tensor]) -> None:
+def check_ours_conv(
+    layer: ConvLayer,
+    weight: torch.Tensor,
+    mask: torch.Tensor,
+    bias: torch.Tensor,
+    reference: dict[str, torch.Tensor],
+) -> None:
     """masked_conv2d against the reference; sparse dW must also be zero outside the mask."""
     for name, dense_weight_gradient in OURS:
         w, b = weight.clone().requires_grad_(), bias.clone().requires_grad_()
         layout = SparseConvLayout(w, mask, layer.stride, layer.padding)
-        output, grad_input = run_conv(lambda x: masked_conv2d(x, w, b, layout, dense_weight_gradient), reference)
+        output, grad_input = run_conv(
+            lambda x: masked_conv2d(x, w, b, layout, dense_weight_gradient), reference
+        )
         expected_dw = reference["dW"] if dense_weight_gradient else reference["dW"] * mask
-        assert_matches(name, [("output", output, reference["output"]), ("dX", grad_input, reference["dX"]),
-                              ("db", b.grad, reference["db"]), ("dW", w.grad, expected_dw)])
+        assert_matches(
+            name,
+            [
+                ("output", output, reference["output"]),
+                ("dX", grad_input, reference["dX"]),
+                ("db", b.grad, reference["db"]),
+                ("dW", w.grad, expected_dw),
+            ],
+        )
 
 
-def check_sparseprop_conv(name: str, module: nn.Module, mask: torch.Tensor, reference: dict[str, torch.Tensor]) -> None:
+def check_sparseprop_conv(
+    name: str, module: nn.Module, mask: torch.Tensor, reference: dict[str, torch.Tensor]
+) -> None:
     """SparseProp's SparseConv2d against the reference: same pattern (its weight's non-zeros), same results.
 
     Its dW is one value per non-zero in its own order; densified through its own format
@@ -309,11 +394,19 @@ def check_sparseprop_conv(name: str, module: nn.Module, mask: torch.Tensor, refe
     pattern = from_sparse_format_conv2d(torch.ones_like(module.W_val), module.W_idx, shape) != 0
     assert torch.equal(pattern, mask), f"{name}: its non-zeros differ from the mask"
     output, grad_input = run_conv(module, reference)
-    assert module.W_val.grad.shape == (int(mask.sum()),), f"{name}: dW is not one value per non-zero"
+    assert module.W_val.grad.shape == (int(mask.sum()),), (
+        f"{name}: dW is not one value per non-zero"
+    )
     grad_weight = from_sparse_format_conv2d(module.W_val.grad, module.W_idx, shape)
-    assert_matches(name, [("output", output, reference["output"]), ("dX", grad_input, reference["dX"]),
-                          ("db", module.bias.grad, reference["db"]),
-                          ("dW at the non-zeros", grad_weight[mask], reference["dW"][mask])])
+    assert_matches(
+        name,
+        [
+            ("output", output, reference["output"]),
+            ("dX", grad_input, reference["dX"]),
+            ("db", module.bias.grad, reference["db"]),
+            ("dW at the non-zeros", grad_weight[mask], reference["dW"][mask]),
+        ],
+    )
     for parameter in module.parameters():
         parameter.grad = None
 
@@ -341,15 +434,23 @@ def measure(steps: Steps, rounds: int, target_seconds: float) -> dict[str, float
     1 / TOO_SLOW times dense's is left out: it only loses, and slowly (F.linear with a CSR
     weight at 4096x4096, batch 1024, would take most of the run).
     """
-    first = {name: seconds_per_call(step, 1) for name, step in steps.items() if not isinstance(step, str)}
+    first = {
+        name: seconds_per_call(step, 1) for name, step in steps.items() if not isinstance(step, str)
+    }
     names = [name for name in first if first[name] * TOO_SLOW <= first["dense"]]
     repeats = {name: max(1, round(target_seconds / first[name])) for name in names}
     samples: dict[str, list[float]] = {name: [] for name in names}
     for index in range(rounds):
-        for name in names[index % len(names):] + names[:index % len(names)]:
+        for name in names[index % len(names) :] + names[: index % len(names)]:
             samples[name].append(seconds_per_call(steps[name], repeats[name]))
-    return {name: step if isinstance(step, str) else statistics.median(samples[name]) if name in samples else None
-            for name, step in steps.items()}
+    return {
+        name: step
+        if isinstance(step, str)
+        else statistics.median(samples[name])
+        if name in samples
+        else None
+        for name, step in steps.items()
+    }
 
 
 def print_table(settings: Iterator[Setting], rounds: int, target_seconds: float) -> None:
@@ -361,9 +462,18 @@ def print_table(settings: Iterator[Setting], rounds: int, target_seconds: float)
             header = [name for name in times if name != "dense"]
             print("| layer | batch | density | dense ms | " + " | ".join(header) + " |")
             print("|---|---|---|---|" + "---|" * len(header))
-        cells = [times[name] if isinstance(times[name], str) else f"< {TOO_SLOW:.2f}x" if times[name] is None
-                 else f"{times['dense'] / times[name]:.2f}x" for name in header]
-        print(f"| {layer} | {batch} | {density:.0%} | {times['dense'] * 1e3:.3f} | {' | '.join(cells)} |", flush=True)
+        cells = [
+            times[name]
+            if isinstance(times[name], str)
+            else f"< {TOO_SLOW:.2f}x"
+            if times[name] is None
+            else f"{times['dense'] / times[name]:.2f}x"
+            for name in header
+        ]
+        print(
+            f"| {layer} | {batch} | {density:.0%} | {times['dense'] * 1e3:.3f} | {' | '.join(cells)} |",
+            flush=True,
+        )
 
 
 def linear_settings(batches: list[int], densities: list[float]) -> Iterator[Setting]:
@@ -372,8 +482,17 @@ def linear_settings(batches: list[int], densities: list[float]) -> Iterator[Sett
         for batch in batches:
             for density in densities:
                 mask = torch.rand(out_features, in_features, generator=generator) < density
-                weight = torch.randn(out_features, in_features, generator=generator) / in_features**0.5 * mask
-                yield f"{in_features}->{out_features}", batch, density, partial(linear_steps, weight, mask, batch)
+                weight = (
+                    torch.randn(out_features, in_features, generator=generator)
+                    / in_features**0.5
+                    * mask
+                )
+                yield (
+                    f"{in_features}->{out_features}",
+                    batch,
+                    density,
+                    partial(linear_steps, weight, mask, batch),
+                )
 
 
 def conv_settings(densities: list[float]) -> Iterator[Setting]:
@@ -390,42 +509,76 @@ def conv_settings(densities: list[float]) -> Iterator[Setting]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--section", choices=("linear", "conv", "all"), default="all",
-                        help="which table(s): Linear layers, Conv2d layers or both (default all)")
-    parser.add_argument("--quick", action="store_true", help="smoke run: density 5 %% (Linear: batch 128), 3 rounds")
-    parser.add_argument("--rounds", type=int, default=None, help="rounds per setting (default 5, quick 3)")
+    parser.add_argument(
+        "--section",
+        choices=("linear", "conv", "all"),
+        default="all",
+        help="which table(s): Linear layers, Conv2d layers or both (default all)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: density 5 %% (Linear: batch 128), 3 rounds"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="rounds per setting (default 5, quick 3)"
+    )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--densities", type=float, nargs="+", help="instead of 1 5 10 20 %% (e.g. 0.2)")
-    parser.add_argument("--batches", type=int, nargs="+", help="Linear batch sizes instead of 128 1024")
-    parser.add_argument("--layers", nargs="+", help="Linear layers to measure, e.g. 4096->4096 (default: all)")
+    parser.add_argument(
+        "--densities", type=float, nargs="+", help="instead of 1 5 10 20 %% (e.g. 0.2)"
+    )
+    parser.add_argument(
+        "--batches", type=int, nargs="+", help="Linear batch sizes instead of 128 1024"
+    )
+    parser.add_argument(
+        "--layers", nargs="+", help="Linear layers to measure, e.g. 4096->4096 (default: all)"
+    )
     arguments = parser.parse_args()
     torch.set_num_threads(arguments.threads)
-    batches, densities = ([128], [0.05]) if arguments.quick else ([128, 1024], [0.01, 0.05, 0.1, 0.2])
+    batches, densities = (
+        ([128], [0.05]) if arguments.quick else ([128, 1024], [0.01, 0.05, 0.1, 0.2])
+    )
     batches, densities = arguments.batches or batches, arguments.densities or densities
     if arguments.layers:
         LAYERS[:] = [layer for layer in LAYERS if f"{layer[0]}->{layer[1]}" in arguments.layers]
     rounds = arguments.rounds or (3 if arguments.quick else 5)
     target_seconds = 0.02 if arguments.quick else 0.03
     sparseprop = SparsePropLinear is not None
-    print(f"torch {torch.__version__}, {arguments.threads} threads, {cpu_name()}, "
-          f"medians of {rounds} rounds, SparseProp {'on' if sparseprop else NOT_INSTALLED}")
-    ratio = (f"ratio = dense time / variant time for forward + backward (dX, dW, db); > 1: faster than dense; "
-             f"< {TOO_SLOW:.2f}x: its warm-up call alone said so, not timed further.")
+    print(
+        f"torch {torch.__version__}, {arguments.threads} threads, {cpu_name()}, "
+        f"medians of {rounds} rounds, SparseProp {'on' if sparseprop else NOT_INSTALLED}"
+    )
+    ratio = (
+        f"ratio = dense time / variant time for forward + backward (dX, dW, db); > 1: faster than dense; "
+        f"< {TOO_SLOW:.2f}x: its warm-up call alone said so, not timed further."
+    )
     if arguments.section in ("linear", "all"):
         print("\nLinear layers\n")
         print_table(linear_settings(batches, densities), rounds, target_seconds)
-        print("\n" + ratio + ("\nSparseProp's output, dX, db and dW at the non-zeros matched the dense masked "
-                              "reference (rtol 1e-4, atol 1e-4 x the largest entry) in every setting."
-                              if sparseprop else ""))
+        print(
+            "\n"
+            + ratio
+            + (
+                "\nSparseProp's output, dX, db and dW at the non-zeros matched the dense masked "
+                "reference (rtol 1e-4, atol 1e-4 x the largest entry) in every setting."
+                if sparseprop
+                else ""
+            )
+        )
     if arguments.section in ("conv", "all"):
         print("\nConv2d layers\n")
         print_table(conv_settings(densities), rounds, target_seconds)
-        print("\n" + ratio + "\nOurs matched F.conv2d with the masked weight in every setting (output, dX, db; dW "
-              "at the mask and zero elsewhere with sparse dW, everywhere with dense dW; rtol 1e-4, atol 1e-4 x the "
-              "largest entry)"
-              + (". So did SparseProp's variants wherever their column shows a ratio (output, dX, db, dW at the "
-                 "non-zeros); 'wrong X (n of N)': X failed that check in n of its N entries, so it was not timed."
-                 if sparseprop else "."))
+        print(
+            "\n"
+            + ratio
+            + "\nOurs matched F.conv2d with the masked weight in every setting (output, dX, db; dW "
+            "at the mask and zero elsewhere with sparse dW, everywhere with dense dW; rtol 1e-4, atol 1e-4 x the "
+            "largest entry)"
+            + (
+                ". So did SparseProp's variants wherever their column shows a ratio (output, dX, db, dW at the "
+                "non-zeros); 'wrong X (n of N)': X failed that check in n of its N entries, so it was not timed."
+                if sparseprop
+                else "."
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ Two measurements, LeNet-300-100 on MNIST at 5 %, the paper's recipe:
 2. End to end. Full trainings with ``backend="masked"`` (exact) and ``backend="sparse"``
    (window) for each seed: test error and wall time of each, side by side.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,7 +67,10 @@ class WindowShadow(sm.SparseMomentum):
         if report is not None and self._chosen:
             self.overlaps.append(self._agreeing / self._chosen)
             self._chosen = self._agreeing = 0
-            for name, weight in self.weights.items():  # after an update both start from the true momentum
+            for (
+                name,
+                weight,
+            ) in self.weights.items():  # after an update both start from the true momentum
                 self.shadow[name] = momentum_of(self.optimizer, weight).clone()
         return report
 
@@ -77,10 +81,19 @@ def measure_overlap(data_dir: str | None, epochs: int, window: int, seed: int) -
     torch.manual_seed(seed)
     splits = load_dataset("mnist", data_root(data_dir), download=False)
     model = sm.create_model("lenet300-100")
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4
+    )
     steps = len(splits.train) // 100
-    sparsifier = WindowShadow(model, optimizer, density=0.05, total_steps=epochs * steps, seed=seed,
-                              window=window, steps_per_update=steps)
+    sparsifier = WindowShadow(
+        model,
+        optimizer,
+        density=0.05,
+        total_steps=epochs * steps,
+        seed=seed,
+        window=window,
+        steps_per_update=steps,
+    )
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, 25000, 0.1)
     shuffle = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
@@ -99,30 +112,51 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--window", type=int, default=50)
-    parser.add_argument("--overlap-epochs", type=int, default=20, help="epochs of the overlap measurement")
+    parser.add_argument(
+        "--overlap-epochs", type=int, default=20, help="epochs of the overlap measurement"
+    )
     parser.add_argument("--out", default="runs/momentum-window")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: fair beside other jobs)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: fair beside other jobs)"
+    )
     arguments = parser.parse_args()
     torch.set_num_threads(arguments.threads)
 
-    overlaps = measure_overlap(arguments.data_dir, arguments.overlap_epochs, arguments.window, arguments.seeds[0])
-    print(f"mask overlap, window {arguments.window}, {len(overlaps)} updates: mean {statistics.fmean(overlaps):.4f}, "
-          f"min {min(overlaps):.4f}, first {overlaps[0]:.4f}, last {overlaps[-1]:.4f}", flush=True)
+    overlaps = measure_overlap(
+        arguments.data_dir, arguments.overlap_epochs, arguments.window, arguments.seeds[0]
+    )
+    print(
+        f"mask overlap, window {arguments.window}, {len(overlaps)} updates: mean {statistics.fmean(overlaps):.4f}, "
+        f"min {min(overlaps):.4f}, first {overlaps[0]:.4f}, last {overlaps[-1]:.4f}",
+        flush=True,
+    )
 
     results: dict[str, list[dict]] = {"masked": [], "sparse": []}
     for seed in arguments.seeds:
         for backend in results:
-            config = TrainConfig(density=0.05, epochs=arguments.epochs, seed=seed, backend=backend,
-                                 momentum_window=arguments.window if backend == "sparse" else None,
-                                 data_dir=arguments.data_dir, out=f"{arguments.out}/{backend}-seed{seed}", overwrite=True)
+            config = TrainConfig(
+                density=0.05,
+                epochs=arguments.epochs,
+                seed=seed,
+                backend=backend,
+                momentum_window=arguments.window if backend == "sparse" else None,
+                data_dir=arguments.data_dir,
+                out=f"{arguments.out}/{backend}-seed{seed}",
+                overwrite=True,
+            )
             summary = train(config, progress=False)
             results[backend].append(summary)
-            print(f"{backend:7s} seed {seed}: test error {summary['test_error']:.2f} %, {summary['seconds']:.0f} s", flush=True)
+            print(
+                f"{backend:7s} seed {seed}: test error {summary['test_error']:.2f} %, {summary['seconds']:.0f} s",
+                flush=True,
+            )
     print("\n| backend | test error % (mean ± SE) | seconds per run |\n|---|---|---|")
     for backend, runs in results.items():
         errors = [r["test_error"] for r in runs]
         error = statistics.stdev(errors) / len(errors) ** 0.5 if len(errors) > 1 else float("nan")
-        print(f"| {backend} | {statistics.fmean(errors):.2f} ± {error:.2f} | {statistics.fmean(r['seconds'] for r in runs):.0f} |")
+        print(
+            f"| {backend} | {statistics.fmean(errors):.2f} ± {error:.2f} | {statistics.fmean(r['seconds'] for r in runs):.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ threads wait on each other at every barrier (LeNet-300-100, batch 100, a dense s
 3 ms on one thread and 160 ms on two under the sweep's load). Pass ``--threads 2`` on an
 idle machine to compare with docs/cpu-sparse-kernels.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,10 +38,10 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from kernels import cpu_name
 from torch import nn
 
 import sparsemomentum as sm
-from kernels import cpu_name
 
 CHUNK = 5  # steps per variant before switching to the next
 WARMUP_STEPS = 2  # first touch of buffers, optimizer state; fewer than PERIOD - 1, so no update yet
@@ -66,7 +67,9 @@ class Config:
 
 
 def mlp_4096() -> nn.Module:
-    return nn.Sequential(nn.Linear(784, 4096), nn.ReLU(), nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, 10))
+    return nn.Sequential(
+        nn.Linear(784, 4096), nn.ReLU(), nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, 10)
+    )
 
 
 def wrn_conv_layer() -> nn.Module:
@@ -75,14 +78,28 @@ def wrn_conv_layer() -> nn.Module:
 
 
 def configs(quick: bool) -> list[Config]:
-    lenet300 = partial(Config, "LeNet-300-100", partial(sm.create_model, "lenet300-100"), (784,), 10)
+    lenet300 = partial(
+        Config, "LeNet-300-100", partial(sm.create_model, "lenet300-100"), (784,), 10
+    )
     mlp = partial(Config, "MLP 784-4096-4096-10", mlp_4096, (784,), 10)
-    lenet5 = partial(Config, "LeNet-5-Caffe", partial(sm.create_model, "lenet5-caffe"), (1, 28, 28), 10)
+    lenet5 = partial(
+        Config, "LeNet-5-Caffe", partial(sm.create_model, "lenet5-caffe"), (1, 28, 28), 10
+    )
     conv = partial(Config, "WRN conv 128->128 3x3, 16x16", wrn_conv_layer, (128, 16, 16), 128)
     if quick:
-        return [lenet300(0.05, 100), lenet300(0.01, 100), mlp(0.01, 128), lenet5(0.05, 100), conv(0.05, 32)]
-    return ([lenet300(density, batch) for batch in (100, 128) for density in (0.05, 0.01)]
-            + [mlp(0.05, 128), mlp(0.01, 128), lenet5(0.05, 100), conv(0.05, 128)])
+        return [
+            lenet300(0.05, 100),
+            lenet300(0.01, 100),
+            mlp(0.01, 128),
+            lenet5(0.05, 100),
+            conv(0.05, 32),
+        ]
+    return [lenet300(density, batch) for batch in (100, 128) for density in (0.05, 0.01)] + [
+        mlp(0.05, 128),
+        mlp(0.01, 128),
+        lenet5(0.05, 100),
+        conv(0.05, 128),
+    ]
 
 
 @dataclass(eq=False)
@@ -98,17 +115,30 @@ class Variant:
     after_update: bool = False
 
     @classmethod
-    def create(cls, config: Config, backend: str | None, inputs: torch.Tensor, labels: torch.Tensor) -> Variant:
+    def create(
+        cls, config: Config, backend: str | None, inputs: torch.Tensor, labels: torch.Tensor
+    ) -> Variant:
         torch.manual_seed(0)  # the same initial weights in every variant
         model = config.build()
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+        optimizer = torch.optim.SGD(
+            model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4
+        )
         sparsifier = None
         if backend is not None:
             # total_steps far away: updates never stop and the prune rate stays near 0.5, as early in training.
-            sparsifier = sm.SparseMomentum(model, optimizer, density=config.density, total_steps=10**9, backend=backend,
-                                           update_interval=PERIOD, momentum_window=MEASURED_WINDOW)
+            sparsifier = sm.SparseMomentum(
+                model,
+                optimizer,
+                density=config.density,
+                total_steps=10**9,
+                backend=backend,
+                update_interval=PERIOD,
+                momentum_window=MEASURED_WINDOW,
+            )
             if backend == "sparse" and inputs.dim() == 2:
-                inputs = inputs.t().contiguous().t()  # X^T in memory: the sparse kernel reads it without a copy
+                inputs = (
+                    inputs.t().contiguous().t()
+                )  # X^T in memory: the sparse kernel reads it without a copy
         return cls(model, optimizer, sparsifier, inputs, labels)
 
     @property
@@ -133,7 +163,9 @@ class Variant:
             started = time.perf_counter()
             self.step()
             elapsed = time.perf_counter() - started
-            self.after_update = self.sparsifier is not None and self.sparsifier.update_count > updates
+            self.after_update = (
+                self.sparsifier is not None and self.sparsifier.update_count > updates
+            )
             self.samples[UPDATE if self.after_update else label].append(elapsed)
 
     def medians_ms(self) -> dict[str, float]:
@@ -147,7 +179,11 @@ def per_step_ms(medians: dict[str, float], interval: int, window: int) -> float:
     the update itself), one first step after it, ``window - 1`` more dense-dW steps where the
     sparse backend has them, and plain steps for the rest. Dense SGD has only plain steps.
     """
-    counts = {label: count for label, count in ((UPDATE, 1), (AFTER, 1), (WINDOW, window - 1)) if label in medians}
+    counts = {
+        label: count
+        for label, count in ((UPDATE, 1), (AFTER, 1), (WINDOW, window - 1))
+        if label in medians
+    }
     counts[PLAIN] = interval - sum(counts.values())
     return sum(medians[label] * count for label, count in counts.items()) / interval
 
@@ -160,17 +196,23 @@ def warm_up(variant: Variant) -> float:
     return time.perf_counter() - started
 
 
-def measure(config: Config, budget_s: float, min_periods: int, max_rounds: int) -> dict[str, Variant]:
+def measure(
+    config: Config, budget_s: float, min_periods: int, max_rounds: int
+) -> dict[str, Variant]:
     """Rounds of CHUNK steps per variant: as many as fit ``budget_s``, at least ``min_periods`` update periods."""
     generator = torch.Generator().manual_seed(0)
     inputs = torch.randn(config.batch, *config.input_shape, generator=generator)
     labels = torch.randint(0, config.classes, (config.batch,), generator=generator)
-    variants = {name: Variant.create(config, backend, inputs, labels) for name, backend in VARIANTS.items()}
+    variants = {
+        name: Variant.create(config, backend, inputs, labels) for name, backend in VARIANTS.items()
+    }
     round_seconds = CHUNK * sum(warm_up(variant) for variant in variants.values())
-    rounds = max(math.ceil(min_periods * PERIOD / CHUNK), min(max_rounds, int(budget_s / round_seconds)))
+    rounds = max(
+        math.ceil(min_periods * PERIOD / CHUNK), min(max_rounds, int(budget_s / round_seconds))
+    )
     order = list(variants.values())
     for index in range(rounds):
-        for variant in order[index % len(order):] + order[:index % len(order)]:
+        for variant in order[index % len(order) :] + order[: index % len(order)]:
             variant.timed_steps(CHUNK)
     return variants
 
@@ -189,23 +231,32 @@ def result_record(config: Config, variants: dict[str, Variant], interval: int, w
         # Plain dense SGD and the masked mode compute the full dW in every step.
         "sparse_dense_dw_share": window / interval if sparse.sparse_layers else 1.0,
         "label_medians_ms": medians,
-        "label_samples": {name: {label: len(times) for label, times in variant.samples.items()}
-                          for name, variant in variants.items()},
+        "label_samples": {
+            name: {label: len(times) for label, times in variant.samples.items()}
+            for name, variant in variants.items()
+        },
         "sparse_layers": sparse.sparse_layers,
         "dense_in_sparse_backend": dict(sparse.sparsifier.kernels.dense),
     }
 
 
 def print_table(records: list[dict]) -> None:
-    print(f"| model | density | batch | dense ms | masked ms | sparse ms | dense/masked | dense/sparse "
-          f"| sparse: dense-dW steps | sparse: {PLAIN} / {WINDOW} / {UPDATE} / {AFTER} ms |")
+    print(
+        f"| model | density | batch | dense ms | masked ms | sparse ms | dense/masked | dense/sparse "
+        f"| sparse: dense-dW steps | sparse: {PLAIN} / {WINDOW} / {UPDATE} / {AFTER} ms |"
+    )
     print("|---" * 10 + "|")
     for record in records:
         per_step, phases = record["per_step_ms"], record["label_medians_ms"]["sparse"]
-        phase_text = " / ".join(f"{phases[label]:.2f}" if label in phases else "-" for label in (PLAIN, WINDOW, UPDATE, AFTER))
-        print(f"| {record['model']} | {record['density']:.0%} | {record['batch']} | {per_step['dense']:.2f} "
-              f"| {per_step['masked']:.2f} | {per_step['sparse']:.2f} | {record['dense_over_masked']:.2f}x "
-              f"| {record['dense_over_sparse']:.2f}x | {record['sparse_dense_dw_share']:.1%} | {phase_text} |")
+        phase_text = " / ".join(
+            f"{phases[label]:.2f}" if label in phases else "-"
+            for label in (PLAIN, WINDOW, UPDATE, AFTER)
+        )
+        print(
+            f"| {record['model']} | {record['density']:.0%} | {record['batch']} | {per_step['dense']:.2f} "
+            f"| {per_step['masked']:.2f} | {per_step['sparse']:.2f} | {record['dense_over_masked']:.2f}x "
+            f"| {record['dense_over_sparse']:.2f}x | {record['sparse_dense_dw_share']:.1%} | {phase_text} |"
+        )
 
 
 def print_dense_layers(records: list[dict]) -> None:
@@ -220,46 +271,78 @@ def print_dense_layers(records: list[dict]) -> None:
             by_reason[reason].append(name)
         for reason, names in by_reason.items():
             verb = "stays" if len(names) == 1 else "stay"
-            print(f"- {record['model']}: {', '.join(names)} {verb} dense in the sparse backend ({reason}).")
+            print(
+                f"- {record['model']}: {', '.join(names)} {verb} dense in the sparse backend ({reason})."
+            )
         if not record["sparse_layers"]:
-            print(f"- {record['model']}: no layer runs sparse kernels, so 'sparse' is the masked mode with "
-                  "sparse-backend bookkeeping; expect ~1x against masked and < 1x against dense.")
+            print(
+                f"- {record['model']}: no layer runs sparse kernels, so 'sparse' is the masked mode with "
+                "sparse-backend bookkeeping; expect ~1x against masked and < 1x against dense."
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="about 30 s: five settings, one update period each")
+    parser.add_argument(
+        "--quick", action="store_true", help="about 30 s: five settings, one update period each"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--interval", type=int, default=540, help="steps between mask updates in the real run (540)")
-    parser.add_argument("--window", type=int, default=50, help="momentum window of the real run, in steps (50)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: robust on a busy machine)")
+    parser.add_argument(
+        "--interval", type=int, default=540, help="steps between mask updates in the real run (540)"
+    )
+    parser.add_argument(
+        "--window", type=int, default=50, help="momentum window of the real run, in steps (50)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: robust on a busy machine)"
+    )
     arguments = parser.parse_args()
     torch.set_num_threads(arguments.threads)
     if not 1 <= arguments.window <= arguments.interval - 2:
-        parser.error("--window must be between 1 and --interval - 2: an interval has its update step and the step after it")
+        parser.error(
+            "--window must be between 1 and --interval - 2: an interval has its update step and the step after it"
+        )
     budget_s, min_periods, max_rounds = (3.0, 1, 20) if arguments.quick else (15.0, 2, 100)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_name()}, load average "
-          f"{os.getloadavg()[0]:.1f}; per-step ms over an update interval of {arguments.interval} steps with a "
-          f"{arguments.window}-step momentum window (measured with real updates every {PERIOD} steps); medians of "
-          f"each kind of step, dense / masked / sparse alternating in chunks of {CHUNK}\n", flush=True)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_name()}, load average "
+        f"{os.getloadavg()[0]:.1f}; per-step ms over an update interval of {arguments.interval} steps with a "
+        f"{arguments.window}-step momentum window (measured with real updates every {PERIOD} steps); medians of "
+        f"each kind of step, dense / masked / sparse alternating in chunks of {CHUNK}\n",
+        flush=True,
+    )
     records = []
     for config in configs(arguments.quick):
         variants = measure(config, budget_s, min_periods, max_rounds)
         records.append(result_record(config, variants, arguments.interval, arguments.window))
-        print(f"  measured {config.model}, {config.density:.0%}, batch {config.batch}: "
-              f"{sum(map(len, variants['dense'].samples.values()))} steps per variant", flush=True)
+        print(
+            f"  measured {config.model}, {config.density:.0%}, batch {config.batch}: "
+            f"{sum(map(len, variants['dense'].samples.values()))} steps per variant",
+            flush=True,
+        )
     print()
     print_table(records)
     print()
     print_dense_layers(records)
-    print("- ratios are dense ms / variant ms: > 1 means faster than dense SGD. 'dense-dW steps': share of steps "
-          "in which the sparse backend computes the full weight gradient (momentum window incl. the update step).")
+    print(
+        "- ratios are dense ms / variant ms: > 1 means faster than dense SGD. 'dense-dW steps': share of steps "
+        "in which the sparse backend computes the full weight gradient (momentum window incl. the update step)."
+    )
     if arguments.json:
-        arguments.json.write_text(json.dumps({
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_name(),
-            "interval": arguments.interval, "window": arguments.window, "measured_period": PERIOD,
-            "measured_window": MEASURED_WINDOW, "results": records,
-        }, indent=2))
+        arguments.json.write_text(
+            json.dumps(
+                {
+                    "torch": torch.__version__,
+                    "threads": torch.get_num_threads(),
+                    "cpu": cpu_name(),
+                    "interval": arguments.interval,
+                    "window": arguments.window,
+                    "measured_period": PERIOD,
+                    "measured_window": MEASURED_WINDOW,
+                    "results": records,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,14 @@ def mlp(*sizes: int) -> nn.Sequential:
     return nn.Sequential(*layers[:-1])
 
 
-def train_steps(sparsifier, model: nn.Module, steps: int, in_features: int | tuple[int, ...], out_features: int,
-                seed: int = 0) -> None:
+def train_steps(
+    sparsifier,
+    model: nn.Module,
+    steps: int,
+    in_features: int | tuple[int, ...],
+    out_features: int,
+    seed: int = 0,
+) -> None:
     """A few optimizer steps on random regression data, through the sparsifier (``in_features``: a shape for images)."""
     generator = torch.Generator().manual_seed(seed)
     input_shape = in_features if isinstance(in_features, tuple) else (in_features,)

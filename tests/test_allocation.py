@@ -69,7 +69,9 @@ def test_erk_gives_small_layers_higher_density_and_caps_them():
     densities = [c / n for c, n in zip(counts, [235200, 30000, 1000])]
     assert densities[0] < densities[1] < densities[2]
     # ER scale of 784x300 is (784+300)/(784*300); the ratio of densities follows the scales.
-    assert densities[1] / densities[0] == pytest.approx(((100 + 300) / 30000) / ((300 + 784) / 235200), rel=1e-3)
+    assert densities[1] / densities[0] == pytest.approx(
+        ((100 + 300) / 30000) / ((300 + 784) / 235200), rel=1e-3
+    )
 
 
 def test_erk_caps_a_layer_at_density_one_and_spreads_the_surplus():
@@ -93,5 +95,8 @@ def test_density_outside_unit_interval_is_refused(density):
 
 
 def test_unknown_distribution_is_refused_with_the_choices():
-    with pytest.raises(UserError, match="unknown density distribution 'gaussian'; choose one of: erdos_renyi, erk, uniform"):
+    with pytest.raises(
+        UserError,
+        match="unknown density distribution 'gaussian'; choose one of: erdos_renyi, erk, uniform",
+    ):
         initial_counts("gaussian", [(10, 10)], 0.1)

@@ -1,18 +1,19 @@
 """The sparse Linear path computes what the masked dense path computes: outputs, dX, db and dW."""
+
 import copy
 import io
 
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import mlp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
 import sparsemomentum as sm
-from sparsemomentum.backends import SparseLinearLayout, masked_linear, sparsify_layers
 import sparsemomentum.backends.sparse_linear as backend
-from conftest import mlp
+from sparsemomentum.backends import SparseLinearLayout, masked_linear, sparsify_layers
 
 pytestmark = pytest.mark.usefixtures("kernel_set")  # every test with both kernel sets
 
@@ -31,14 +32,19 @@ def one_thread():
 def random_layer(out_features, in_features, density, seed):
     generator = torch.Generator().manual_seed(seed)
     mask = torch.rand(out_features, in_features, generator=generator) < density
-    weight = nn.Parameter(torch.randn(out_features, in_features, generator=generator) / in_features**0.5 * mask)
+    weight = nn.Parameter(
+        torch.randn(out_features, in_features, generator=generator) / in_features**0.5 * mask
+    )
     bias = nn.Parameter(torch.randn(out_features, generator=generator))
     return weight, bias, mask, generator
 
 
 def weight_masks(model, density, generator=None):
-    return {name: torch.rand(p.shape, generator=generator) < density
-            for name, p in model.named_parameters() if name.endswith("weight")}
+    return {
+        name: torch.rand(p.shape, generator=generator) < density
+        for name, p in model.named_parameters()
+        if name.endswith("weight")
+    }
 
 
 @torch.no_grad()
@@ -59,12 +65,25 @@ def dense_reference(inputs, weight, bias, grad_output):
 
 @settings(max_examples=100, deadline=None)
 @given(
-    out_features=st.integers(1, 300), in_features=st.integers(1, 300), batch=st.integers(1, 64),
-    density=st.floats(0.01, 1.0), with_bias=st.booleans(), dense_weight_gradient=st.booleans(),
-    feature_major_input=st.booleans(), seed=st.integers(0, 2**31 - 1),
+    out_features=st.integers(1, 300),
+    in_features=st.integers(1, 300),
+    batch=st.integers(1, 64),
+    density=st.floats(0.01, 1.0),
+    with_bias=st.booleans(),
+    dense_weight_gradient=st.booleans(),
+    feature_major_input=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
 )
-def test_matches_masked_dense(out_features, in_features, batch, density, with_bias, dense_weight_gradient,
-                              feature_major_input, seed):
+def test_matches_masked_dense(
+    out_features,
+    in_features,
+    batch,
+    density,
+    with_bias,
+    dense_weight_gradient,
+    feature_major_input,
+    seed,
+):
     weight, bias, mask, generator = random_layer(out_features, in_features, density, seed)
     bias = bias if with_bias else None
     inputs = torch.randn(batch, in_features, generator=generator)
@@ -72,9 +91,13 @@ def test_matches_masked_dense(out_features, in_features, batch, density, with_bi
         inputs = inputs.t().contiguous().t()
     inputs.requires_grad_()
     grad_output = torch.randn(batch, out_features, generator=generator)
-    expected, grad_input, grad_weight, grad_bias = dense_reference(inputs, weight, bias, grad_output)
+    expected, grad_input, grad_weight, grad_bias = dense_reference(
+        inputs, weight, bias, grad_output
+    )
 
-    output = masked_linear(inputs, weight, bias, SparseLinearLayout(weight, mask), dense_weight_gradient)
+    output = masked_linear(
+        inputs, weight, bias, SparseLinearLayout(weight, mask), dense_weight_gradient
+    )
     output.backward(grad_output)
 
     assert torch.allclose(output, expected, **TOLERANCE)
@@ -107,12 +130,18 @@ def test_values_follow_weight_changes_without_rebuild():
     inputs = torch.randn(4, 30, generator=generator)
     with torch.no_grad():
         weight.mul_(-2.5)  # as optimizer.step() does, in place
-    assert torch.allclose(masked_linear(inputs, weight, bias, layout), F.linear(inputs, weight * mask, bias), **TOLERANCE)
+    assert torch.allclose(
+        masked_linear(inputs, weight, bias, layout),
+        F.linear(inputs, weight * mask, bias),
+        **TOLERANCE,
+    )
 
 
 def test_weight_changed_between_forward_and_backward_is_caught():
     weight, bias, mask, generator = random_layer(6, 4, 0.5, seed=3)
-    output = masked_linear(torch.randn(3, 4, generator=generator), weight, bias, SparseLinearLayout(weight, mask))
+    output = masked_linear(
+        torch.randn(3, 4, generator=generator), weight, bias, SparseLinearLayout(weight, mask)
+    )
     with torch.no_grad():
         weight.add_(1.0)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
@@ -139,7 +168,9 @@ def expected_weight_gradient(inputs, weight, bias, mask, dense=False):
     return weight.grad if dense else weight.grad * mask
 
 
-@pytest.mark.skipif(backend._STORAGE_USE_COUNT is None, reason="this torch cannot tell whether the buffer is free")
+@pytest.mark.skipif(
+    backend._STORAGE_USE_COUNT is None, reason="this torch cannot tell whether the buffer is free"
+)
 def test_gradient_buffer_is_adopted_without_copies():
     weight, bias, mask, generator = random_layer(10, 8, 0.4, seed=4)
     layout = SparseLinearLayout(weight, mask)
@@ -158,7 +189,9 @@ def test_accumulation_without_zeroing_adds_up():
     first, second = torch.randn(5, 8, generator=generator), torch.randn(5, 8, generator=generator)
     sparse_step(first, weight, bias, layout)
     sparse_step(second, weight, bias, layout)
-    expected = expected_weight_gradient(first, weight, bias, mask) + expected_weight_gradient(second, weight, bias, mask)
+    expected = expected_weight_gradient(first, weight, bias, mask) + expected_weight_gradient(
+        second, weight, bias, mask
+    )
     assert torch.allclose(weight.grad, expected, **TOLERANCE)
 
 
@@ -166,9 +199,13 @@ def test_layer_used_twice_in_one_graph():
     weight, bias, mask, generator = random_layer(8, 8, 0.5, seed=6)
     layout = SparseLinearLayout(weight, mask)
     inputs = torch.randn(5, 8, generator=generator)
-    masked_linear(torch.relu(masked_linear(inputs, weight, bias, layout)), weight, bias, layout).sum().backward()
+    masked_linear(
+        torch.relu(masked_linear(inputs, weight, bias, layout)), weight, bias, layout
+    ).sum().backward()
     reference = weight.detach().clone().requires_grad_()
-    F.linear(torch.relu(F.linear(inputs, reference, bias.detach())), reference, bias.detach()).sum().backward()
+    F.linear(
+        torch.relu(F.linear(inputs, reference, bias.detach())), reference, bias.detach()
+    ).sum().backward()
     assert torch.allclose(weight.grad, reference.grad * mask, **TOLERANCE)
 
 
@@ -179,11 +216,15 @@ def test_kept_gradient_is_not_overwritten_and_dense_values_are_cleared():
     sparse_step(first, weight, bias, layout, dense=True)
     kept, weight.grad = weight.grad, None
     sparse_step(second, weight, bias, layout)
-    assert torch.allclose(kept, expected_weight_gradient(first, weight, bias, mask, dense=True), **TOLERANCE)
+    assert torch.allclose(
+        kept, expected_weight_gradient(first, weight, bias, mask, dense=True), **TOLERANCE
+    )
     del kept
     weight.grad = None
     sparse_step(first, weight, bias, layout)  # back on the buffer the dense step filled
-    assert torch.allclose(weight.grad, expected_weight_gradient(first, weight, bias, mask), **TOLERANCE)
+    assert torch.allclose(
+        weight.grad, expected_weight_gradient(first, weight, bias, mask), **TOLERANCE
+    )
 
 
 # ---------------------------------------------------------------- the model-level handle
@@ -193,8 +234,15 @@ class Tagged(nn.Linear):
 
 def test_handle_switches_plain_linear_and_conv_layers_only():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(2, 2, 3), nn.Conv2d(2, 2, 1, groups=2), nn.Conv2d(2, 2, 1, padding_mode="reflect"),
-                          nn.Flatten(), nn.Linear(8, 6), nn.ReLU(), Tagged(6, 3))
+    model = nn.Sequential(
+        nn.Conv2d(2, 2, 3),
+        nn.Conv2d(2, 2, 1, groups=2),
+        nn.Conv2d(2, 2, 1, padding_mode="reflect"),
+        nn.Flatten(),
+        nn.Linear(8, 6),
+        nn.ReLU(),
+        Tagged(6, 3),
+    )
     masks = weight_masks(model, 0.5)
     keys = list(model.state_dict())
     reference = copy.deepcopy(model)
@@ -206,7 +254,9 @@ def test_handle_switches_plain_linear_and_conv_layers_only():
     assert "subclass of nn.Linear" in handle.dense["6.weight"]
     assert list(model.state_dict()) == keys
     inputs = torch.randn(3, 2, 4, 4)
-    torch.testing.assert_close(model(inputs), reference(inputs))  # the switched layers compute with their masks
+    torch.testing.assert_close(
+        model(inputs), reference(inputs)
+    )  # the switched layers compute with their masks
     with pytest.raises(sm.UserError, match="already"):
         sparsify_layers(model, masks)
     handle.remove()
@@ -229,7 +279,10 @@ def test_rebuild_with_a_new_mask_and_dense_weight_gradient_switch():
     apply_masks(dense, masks)
     apply_masks(sparse, masks)
     handle.rebuild(masks)
-    inputs, targets = torch.randn(9, 20, generator=generator), torch.randn(9, 4, generator=generator)
+    inputs, targets = (
+        torch.randn(9, 20, generator=generator),
+        torch.randn(9, 4, generator=generator),
+    )
     for dense_weight_gradient in (False, True):
         handle.set_dense_weight_gradient(dense_weight_gradient)
         for model in (dense, sparse):
@@ -266,13 +319,22 @@ def test_copied_and_pickled_models_follow_their_own_weights():
 def train(method, use_sparse_kernels, dense_weight_gradient, steps=20):
     torch.manual_seed(0)
     model = mlp(32, 64, 32, 10)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4
+    )
     sparsifier = method(model, optimizer, density=0.2, total_steps=steps, update_interval=5)
-    handle = sparsify_layers(model, sparsifier.masks, dense_weight_gradient) if use_sparse_kernels else None
+    handle = (
+        sparsify_layers(model, sparsifier.masks, dense_weight_gradient)
+        if use_sparse_kernels
+        else None
+    )
     generator = torch.Generator().manual_seed(1)
     losses = []
     for _ in range(steps):
-        inputs, labels = torch.randn(16, 32, generator=generator), torch.randint(0, 10, (16,), generator=generator)
+        inputs, labels = (
+            torch.randn(16, 32, generator=generator),
+            torch.randint(0, 10, (16,), generator=generator),
+        )
         optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(inputs), labels)
         loss.backward()
@@ -284,8 +346,11 @@ def train(method, use_sparse_kernels, dense_weight_gradient, steps=20):
     return torch.tensor(losses), sparsifier.masks
 
 
-@pytest.mark.parametrize("method, dense_weight_gradient", [(sm.Static, False), (sm.SparseMomentum, True)],
-                         ids=["static-sparse-dW", "sparse-momentum-updates-dense-dW"])
+@pytest.mark.parametrize(
+    "method, dense_weight_gradient",
+    [(sm.Static, False), (sm.SparseMomentum, True)],
+    ids=["static-sparse-dW", "sparse-momentum-updates-dense-dW"],
+)
 def test_sgd_momentum_training_matches_masked_dense(method, dense_weight_gradient):
     """Static masks need dW at the non-zeros only; mask updates by momentum need the full dW."""
     dense_losses, dense_masks = train(method, False, dense_weight_gradient)
@@ -297,15 +362,20 @@ def test_sgd_momentum_training_matches_masked_dense(method, dense_weight_gradien
 def test_layouts_use_the_compiled_kernels_where_they_can(kernel_set):
     weight, mask = torch.randn(8, 6), torch.rand(8, 6) < 0.5
     assert SparseLinearLayout(weight, mask).compiled == (kernel_set == "compiled")
-    assert not SparseLinearLayout(weight.double(), mask).compiled  # float32 only: float64 takes torch's operations
+    assert not SparseLinearLayout(
+        weight.double(), mask
+    ).compiled  # float32 only: float64 takes torch's operations
 
 
 def test_default_density_limits_follow_the_layer_kind():
     """Measured break-evens: CSR products stop winning near 20 %, the direct convolution near 50 %."""
     model = nn.Sequential(nn.Conv2d(4, 4, 3), nn.Flatten(), nn.Linear(16, 4))
     generator = torch.Generator().manual_seed(0)
-    masks = {name: torch.rand(p.shape, generator=generator) < 0.35
-             for name, p in model.named_parameters() if name.endswith("weight")}
+    masks = {
+        name: torch.rand(p.shape, generator=generator) < 0.35
+        for name, p in model.named_parameters()
+        if name.endswith("weight")
+    }
     handle = sparsify_layers(model, masks, max_density=None)
     assert set(handle.sparse) == {"0.weight"}
     assert "above 20%" in handle.dense["2.weight"]

@@ -1,4 +1,5 @@
 """End-to-end: real MNIST through the command line, the run folder, and user errors."""
+
 import json
 import subprocess
 import sys
@@ -16,14 +17,33 @@ def run_cli(*arguments, data_dir=None):
 def test_short_real_training_writes_a_complete_run_folder(tmp_path, data_dir):
     out = tmp_path / "run"
     assert run_cli("--epochs", "2", "--seed", "3", "--out", str(out), data_dir=data_dir) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint-previous.pt", "checkpoint.pt", "config.json", "curves.png", "density.png", "metrics.jsonl", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint-previous.pt",
+        "checkpoint.pt",
+        "config.json",
+        "curves.png",
+        "density.png",
+        "metrics.jsonl",
+        "summary.json",
+    ]
     config = json.loads((out / "config.json").read_text())
-    assert config["density"] == 0.05 and config["lr"] == 0.1 and config["nesterov"] is True and config["seed"] == 3
+    assert (
+        config["density"] == 0.05
+        and config["lr"] == 0.1
+        and config["nesterov"] is True
+        and config["seed"] == 3
+    )
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == [1, 2]
-    assert {"train_loss", "validation_accuracy", "prune_rate", "layer_density", "seconds"} <= set(metrics[0])
+    assert {"train_loss", "validation_accuracy", "prune_rate", "layer_density", "seconds"} <= set(
+        metrics[0]
+    )
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["nonzero"] == summary["target_nonzero"] == round(0.05 * (784 * 300 + 300 * 100 + 100 * 10))
+    assert (
+        summary["nonzero"]
+        == summary["target_nonzero"]
+        == round(0.05 * (784 * 300 + 300 * 100 + 100 * 10))
+    )
     assert summary["test_accuracy"] > 90.0
     assert summary["test_error"] == pytest.approx(100 - summary["test_accuracy"])
     assert set(summary["layer_density"]) == {"fc1.weight", "fc2.weight", "fc3.weight"}
@@ -32,7 +52,15 @@ def test_short_real_training_writes_a_complete_run_folder(tmp_path, data_dir):
 def test_same_seed_gives_the_same_numbers(tmp_path, data_dir):
     summaries = []
     for name in ("a", "b"):
-        run_cli("--epochs", "1", "--model", "lenet300-100", "--out", str(tmp_path / name), data_dir=data_dir)
+        run_cli(
+            "--epochs",
+            "1",
+            "--model",
+            "lenet300-100",
+            "--out",
+            str(tmp_path / name),
+            data_dir=data_dir,
+        )
         summaries.append(json.loads((tmp_path / name / "summary.json").read_text()))
     for key in ("test_accuracy", "test_loss", "layer_density", "nonzero"):
         assert summaries[0][key] == summaries[1][key]
@@ -59,7 +87,10 @@ def test_dense_flag_trains_the_dense_baseline(tmp_path, data_dir):
         (["--optimizer", "lbfgs"], "unknown optimizer 'lbfgs'"),
         (["--layer-types", "Dense"], "unknown layer type 'Dense'"),
         (["--backend", "gpu"], "unknown backend 'gpu'"),
-        (["--method", "set", "--threshold", "0.1"], "option 'threshold' does not apply to method 'set'"),
+        (
+            ["--method", "set", "--threshold", "0.1"],
+            "option 'threshold' does not apply to method 'set'",
+        ),
     ],
 )
 def test_bad_input_is_one_sentence_and_exit_code_2(arguments, message, tmp_path, data_dir, capsys):
@@ -86,10 +117,24 @@ def test_existing_run_folder_is_refused_unless_overwrite(tmp_path, data_dir, cap
 
 
 def test_python_dash_m_is_the_same_program():
-    result = subprocess.run([sys.executable, "-m", "sparsemomentum", "train", "--help"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "sparsemomentum", "train", "--help"], capture_output=True, text=True
+    )
     assert result.returncode == 0
-    for flag in ("--density", "--prune-rate", "--growth", "--redistribution", "--distribution", "--update-interval",
-                 "--include", "--exclude", "--data-dir", "--dense", "--optimizer", "--seed"):
+    for flag in (
+        "--density",
+        "--prune-rate",
+        "--growth",
+        "--redistribution",
+        "--distribution",
+        "--update-interval",
+        "--include",
+        "--exclude",
+        "--data-dir",
+        "--dense",
+        "--optimizer",
+        "--seed",
+    ):
         assert flag in result.stdout
 
 
@@ -110,7 +155,9 @@ def test_overwrite_never_deletes_a_folder_that_is_not_a_run(tmp_path, data_dir, 
         (["--momentum", "0"], "needs SGD with momentum > 0"),
     ],
 )
-def test_method_options_are_checked_before_anything_is_written(arguments, message, tmp_path, capsys):
+def test_method_options_are_checked_before_anything_is_written(
+    arguments, message, tmp_path, capsys
+):
     out = tmp_path / "run"
     assert run_cli(*arguments, "--out", str(out), data_dir=tmp_path / "no-data-needed") == 2
     assert __import__("re").search(message, capsys.readouterr().err)
@@ -119,7 +166,20 @@ def test_method_options_are_checked_before_anything_is_written(arguments, messag
 
 def test_sparse_backend_trains_from_the_command_line(tmp_path, data_dir, capsys):
     out = tmp_path / "sparse"
-    assert run_cli("--backend", "sparse", "--epochs", "2", "--batch-size", "500", "--out", str(out), data_dir=data_dir) == 0
+    assert (
+        run_cli(
+            "--backend",
+            "sparse",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "500",
+            "--out",
+            str(out),
+            data_dir=data_dir,
+        )
+        == 0
+    )
     assert "sparse kernels: fc1.weight, fc2.weight; dense: fc3.weight" in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     assert summary["nonzero"] == summary["target_nonzero"] and summary["test_accuracy"] > 80.0
@@ -133,13 +193,29 @@ def test_preset_sets_the_papers_recipe_and_given_flags_win(monkeypatch):
 
     def record(config, progress=True):
         seen["config"] = config
-        return {"test_accuracy": 0.0, "test_error": 100.0, "nonzero": 0, "target_nonzero": 0, "seconds": 0.0}
+        return {
+            "test_accuracy": 0.0,
+            "test_error": 100.0,
+            "nonzero": 0,
+            "target_nonzero": 0,
+            "seconds": 0.0,
+        }
 
     monkeypatch.setattr("sparsemomentum.train.loop.train", record)
     cli.main(["train", "--preset", "imagenet", "--epochs", "2", "--lr-milestones", "1"])
     config = seen["config"]
-    assert (config.dataset, config.model, config.batch_size, config.weight_decay) == ("imagenet", "resnet50", 256, 1e-4)
-    assert (config.warmup_epochs, config.label_smoothing, config.prune_rate, config.density) == (5, 0.1, 0.2, 0.1)
+    assert (config.dataset, config.model, config.batch_size, config.weight_decay) == (
+        "imagenet",
+        "resnet50",
+        256,
+        1e-4,
+    )
+    assert (config.warmup_epochs, config.label_smoothing, config.prune_rate, config.density) == (
+        5,
+        0.1,
+        0.2,
+        0.1,
+    )
     assert (config.epochs, config.lr_milestones) == (2, [1])
 
 
@@ -151,7 +227,9 @@ def test_lr_schedule_warms_up_then_decays_at_milestones():
 
     parameter = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([parameter], lr=0.1)
-    schedule = build_lr_schedule(TrainConfig(lr_milestones=[2, 3], warmup_epochs=1), optimizer, steps_per_epoch=4)
+    schedule = build_lr_schedule(
+        TrainConfig(lr_milestones=[2, 3], warmup_epochs=1), optimizer, steps_per_epoch=4
+    )
     rates = []
     for _ in range(14):
         rates.append(optimizer.param_groups[0]["lr"])

@@ -1,4 +1,5 @@
 """The compiled kernels against torch's dense arithmetic, and what happens without a compiler."""
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -6,7 +7,9 @@ from hypothesis import strategies as st
 
 from sparsemomentum.backends import SparseLinearLayout, compiled
 
-pytestmark = pytest.mark.skipif(compiled.library() is None, reason="no C compiler: the compiled kernels are not built")
+pytestmark = pytest.mark.skipif(
+    compiled.library() is None, reason="no C compiler: the compiled kernels are not built"
+)
 
 
 def random_mask(out_features, in_features, density, generator):
@@ -14,10 +17,17 @@ def random_mask(out_features, in_features, density, generator):
 
 
 @settings(max_examples=40, deadline=None)
-@given(out_features=st.integers(1, 70), in_features=st.integers(1, 70), batch=st.integers(1, 40),
-       density=st.floats(0.0, 1.0), threads=st.integers(1, 3), seed=st.integers(0, 2**16))
-def test_products_and_sampled_gradient_match_dense_masked_arithmetic(out_features, in_features, batch, density,
-                                                                      threads, seed):
+@given(
+    out_features=st.integers(1, 70),
+    in_features=st.integers(1, 70),
+    batch=st.integers(1, 40),
+    density=st.floats(0.0, 1.0),
+    threads=st.integers(1, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_products_and_sampled_gradient_match_dense_masked_arithmetic(
+    out_features, in_features, batch, density, threads, seed
+):
     generator = torch.Generator().manual_seed(seed)
     mask = random_mask(out_features, in_features, density, generator)
     weight = torch.randn(out_features, in_features, generator=generator)
@@ -32,7 +42,9 @@ def test_products_and_sampled_gradient_match_dense_masked_arithmetic(out_feature
     try:
         forward = layout.multiply(weight, x, bias)
         backward = layout.multiply_transposed(weight, dy)
-        grad = torch.full((out_features * in_features,), 7.0)  # positions outside the mask must stay untouched
+        grad = torch.full(
+            (out_features * in_features,), 7.0
+        )  # positions outside the mask must stay untouched
         compiled.sddmm(layout.offsets, layout.columns, dy, x, grad, in_features, 1)
     finally:
         torch.set_num_threads(previous)
@@ -42,10 +54,16 @@ def test_products_and_sampled_gradient_match_dense_masked_arithmetic(out_feature
     torch.testing.assert_close(grad.view(out_features, in_features), expected, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("missing_momentum", [False, True], ids=["sparse gradient", "dense gradient (window)"])
-@pytest.mark.parametrize("momentum, dampening, nesterov, weight_decay", [
-    (0.9, 0.0, True, 5e-4), (0.9, 0.1, False, 0.0), (0.0, 0.0, False, 1e-2)])
-def test_sgd_on_the_pattern_is_torchs_masked_sgd(momentum, dampening, nesterov, weight_decay, missing_momentum):
+@pytest.mark.parametrize(
+    "missing_momentum", [False, True], ids=["sparse gradient", "dense gradient (window)"]
+)
+@pytest.mark.parametrize(
+    "momentum, dampening, nesterov, weight_decay",
+    [(0.9, 0.0, True, 5e-4), (0.9, 0.1, False, 0.0), (0.0, 0.0, False, 1e-2)],
+)
+def test_sgd_on_the_pattern_is_torchs_masked_sgd(
+    momentum, dampening, nesterov, weight_decay, missing_momentum
+):
     """Sparse gradients: torch's step at the non-zeros, nothing else touched. Dense ones (the momentum
     window): also every missing position's momentum, as torch's dense step gives it; weights stay masked."""
     generator = torch.Generator().manual_seed(3)
@@ -54,8 +72,14 @@ def test_sgd_on_the_pattern_is_torchs_masked_sgd(momentum, dampening, nesterov, 
     weight = torch.randn(30, 50, generator=generator) * mask
     layout = SparseLinearLayout(weight, mask)
     reference = torch.nn.Parameter(weight.clone())
-    optimizer = torch.optim.SGD([reference], lr=0.1, momentum=momentum, dampening=dampening, nesterov=nesterov,
-                                weight_decay=weight_decay)
+    optimizer = torch.optim.SGD(
+        [reference],
+        lr=0.1,
+        momentum=momentum,
+        dampening=dampening,
+        nesterov=nesterov,
+        weight_decay=weight_decay,
+    )
     ours = weight.clone()
     buffer = torch.zeros_like(weight) if momentum else None
     for step in range(3):
@@ -66,12 +90,26 @@ def test_sgd_on_the_pattern_is_torchs_masked_sgd(momentum, dampening, nesterov, 
         optimizer.step()
         with torch.no_grad():
             reference.mul_(mask)
-        compiled.sgd(layout.offsets, layout.columns, ours, gradient, buffer, 0.1, weight_decay, momentum, dampening,
-                     nesterov, first_step=step == 0, missing_momentum=missing_momentum)
+        compiled.sgd(
+            layout.offsets,
+            layout.columns,
+            ours,
+            gradient,
+            buffer,
+            0.1,
+            weight_decay,
+            momentum,
+            dampening,
+            nesterov,
+            first_step=step == 0,
+            missing_momentum=missing_momentum,
+        )
     torch.testing.assert_close(ours, reference.detach(), atol=1e-6, rtol=1e-5)
     if momentum:
         expected = optimizer.state[reference]["momentum_buffer"]
-        if not missing_momentum:  # outside the window torch's missing momenta took gradient 0: ours stay 0 here
+        if (
+            not missing_momentum
+        ):  # outside the window torch's missing momenta took gradient 0: ours stay 0 here
             expected = expected * mask
         torch.testing.assert_close(buffer, expected, atol=1e-6, rtol=1e-5)
 
@@ -82,8 +120,10 @@ def test_without_a_compiler_the_fallback_is_used_and_said_once(monkeypatch, tmp_
     monkeypatch.setattr(compiled.shutil, "which", lambda name: None)
     assert compiled.library.__wrapped__() is None
     message = capsys.readouterr().err.strip()
-    assert message == ("sparsemomentum: no C compiler found (install gcc, or set $CC, to get the compiled kernels); "
-                       "the sparse backend uses torch's sparse operations instead (same results, slower).")
+    assert message == (
+        "sparsemomentum: no C compiler found (install gcc, or set $CC, to get the compiled kernels); "
+        "the sparse backend uses torch's sparse operations instead (same results, slower)."
+    )
 
 
 def test_a_failing_build_falls_back_with_the_compilers_complaint(monkeypatch, tmp_path, capsys):

@@ -35,7 +35,9 @@ def test_idx_reader_refuses_a_short_file(tmp_path):
 def test_real_mnist_has_the_paper_split(data_dir):
     splits = load_dataset("mnist", data_dir, download=False)
     assert [len(s) for s in (splits.train, splits.validation, splits.test)] == [54000, 6000, 10000]
-    assert splits.train.inputs.shape[1:] == (1, 28, 28) and splits.train.inputs.dtype == torch.float32
+    assert (
+        splits.train.inputs.shape[1:] == (1, 28, 28) and splits.train.inputs.dtype == torch.float32
+    )
     assert splits.train.inputs.mean().item() == pytest.approx(0.0, abs=0.02)  # normalised
     assert sorted(splits.test.labels.unique().tolist()) == list(range(10))
 
@@ -46,7 +48,10 @@ def test_real_fashion_mnist_loads(data_dir):
 
 
 def test_missing_file_offline_says_which_file_to_put_where(tmp_path):
-    with pytest.raises(UserError, match=r"mnist file train-images-idx3-ubyte.gz is missing from .*mnist; put the original file there"):
+    with pytest.raises(
+        UserError,
+        match=r"mnist file train-images-idx3-ubyte.gz is missing from .*mnist; put the original file there",
+    ):
         load_dataset("mnist", tmp_path, download=False)
 
 
@@ -55,8 +60,12 @@ def test_failed_download_says_what_to_do_and_leaves_no_partial_file(tmp_path, mo
         raise OSError("network unreachable")
 
     monkeypatch.setattr("urllib.request.urlopen", refuse)
-    with pytest.raises(UserError, match="could not be downloaded .*network unreachable.*download it by hand"):
-        verified_file(tmp_path, "a.gz", "0" * 32, ["https://mirror.invalid/"], download=True, dataset="mnist")
+    with pytest.raises(
+        UserError, match="could not be downloaded .*network unreachable.*download it by hand"
+    ):
+        verified_file(
+            tmp_path, "a.gz", "0" * 32, ["https://mirror.invalid/"], download=True, dataset="mnist"
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -66,8 +75,12 @@ def test_damaged_file_fails_its_md5_with_a_clear_message(tmp_path, data_dir, dam
     shutil.copytree(data_dir / "mnist", folder)
     path = folder / "t10k-labels-idx1-ubyte.gz"
     content = bytearray(path.read_bytes())
-    path.write_bytes(content[:100] if damage == "truncate" else bytes(content[:50]) + b"x" + bytes(content[51:]))
-    with pytest.raises(UserError, match="t10k-labels-idx1-ubyte.gz is corrupt or truncated .*delete it"):
+    path.write_bytes(
+        content[:100] if damage == "truncate" else bytes(content[:50]) + b"x" + bytes(content[51:])
+    )
+    with pytest.raises(
+        UserError, match="t10k-labels-idx1-ubyte.gz is corrupt or truncated .*delete it"
+    ):
         load_dataset("mnist", tmp_path, download=False)
 
 
@@ -84,7 +97,11 @@ def test_data_root_prefers_argument_then_environment(monkeypatch, tmp_path):
 
 def test_batches_cover_every_sample_once_per_epoch_in_a_seeded_order():
     data = TensorSplit(torch.arange(10).float(), torch.arange(10))
-    first = torch.cat([y for _, y in data.batches(3, shuffle=True, generator=torch.Generator().manual_seed(1))])
-    again = torch.cat([y for _, y in data.batches(3, shuffle=True, generator=torch.Generator().manual_seed(1))])
+    first = torch.cat(
+        [y for _, y in data.batches(3, shuffle=True, generator=torch.Generator().manual_seed(1))]
+    )
+    again = torch.cat(
+        [y for _, y in data.batches(3, shuffle=True, generator=torch.Generator().manual_seed(1))]
+    )
     assert sorted(first.tolist()) == list(range(10)) and torch.equal(first, again)
     assert batch_count(data, 3) == 4

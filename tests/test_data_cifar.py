@@ -1,4 +1,5 @@
 """CIFAR loading and batch augmentation, on small archives written in the official format."""
+
 import io
 import pickle
 import tarfile
@@ -9,8 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from sparsemomentum import UserError
-from sparsemomentum.data import load_dataset
-from sparsemomentum.data import cifar
+from sparsemomentum.data import cifar, load_dataset
 from sparsemomentum.data.files import md5_of
 from sparsemomentum.data.transforms import normalise, pad_crop_flip
 
@@ -18,7 +18,14 @@ PER_BATCH = 10  # 5 training batches -> 50 training images -> 45 train, 5 valida
 
 
 def batch_bytes(data: np.ndarray, labels: list[int], label_key: bytes) -> bytes:
-    return pickle.dumps({b"batch_label": b"generated", label_key: labels, b"data": data, b"filenames": [b"x.png"] * len(labels)})
+    return pickle.dumps(
+        {
+            b"batch_label": b"generated",
+            label_key: labels,
+            b"data": data,
+            b"filenames": [b"x.png"] * len(labels),
+        }
+    )
 
 
 def write_archive(path, members: dict[str, bytes]) -> None:
@@ -30,18 +37,30 @@ def write_archive(path, members: dict[str, bytes]) -> None:
             archive.addfile(info, io.BytesIO(content))
 
 
-def cifar_members(name: str, rng: np.random.Generator) -> tuple[dict[str, bytes], dict[str, tuple[np.ndarray, list[int]]]]:
+def cifar_members(
+    name: str, rng: np.random.Generator
+) -> tuple[dict[str, bytes], dict[str, tuple[np.ndarray, list[int]]]]:
     """Archive members in the official layout, and the (data, labels) each holds."""
     classes, key = (10, b"labels") if name == "cifar10" else (100, b"fine_labels")
     if name == "cifar10":
-        names = [f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)] + ["cifar-10-batches-py/test_batch"]
+        names = [f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)] + [
+            "cifar-10-batches-py/test_batch"
+        ]
         sizes = [PER_BATCH] * 6
     else:
-        names, sizes = ["cifar-100-python/train", "cifar-100-python/test"], [5 * PER_BATCH, PER_BATCH]
+        names, sizes = (
+            ["cifar-100-python/train", "cifar-100-python/test"],
+            [5 * PER_BATCH, PER_BATCH],
+        )
     contents = {}
     for member, size in zip(names, sizes):
-        contents[member] = (rng.integers(0, 256, size=(size, 3072), dtype=np.uint8), rng.integers(0, classes, size).tolist())
-    members = {member: batch_bytes(data, labels, key) for member, (data, labels) in contents.items()}
+        contents[member] = (
+            rng.integers(0, 256, size=(size, 3072), dtype=np.uint8),
+            rng.integers(0, classes, size).tolist(),
+        )
+    members = {
+        member: batch_bytes(data, labels, key) for member, (data, labels) in contents.items()
+    }
     members[names[0].split("/")[0] + "/batches.meta"] = pickle.dumps({b"label_names": []})
     return members, contents
 
@@ -63,26 +82,43 @@ def test_archive_loads_with_the_paper_split_and_normalisation(archive):
     splits = load_dataset(name, root, download=False)
     assert splits.num_classes == (10 if name == "cifar10" else 100)
     assert [len(s) for s in (splits.train, splits.validation, splits.test)] == [45, 5, PER_BATCH]
-    assert splits.train.inputs.shape == (45, 3, 32, 32) and splits.train.inputs.dtype == torch.float32
+    assert (
+        splits.train.inputs.shape == (45, 3, 32, 32) and splits.train.inputs.dtype == torch.float32
+    )
     assert splits.train.labels.dtype == torch.int64
-    train_data = np.concatenate([data for member, (data, _) in contents.items() if "test" not in member])
-    train_labels = sum((labels for member, (_, labels) in contents.items() if "test" not in member), [])
+    train_data = np.concatenate(
+        [data for member, (data, _) in contents.items() if "test" not in member]
+    )
+    train_labels = sum(
+        (labels for member, (_, labels) in contents.items() if "test" not in member), []
+    )
     assert splits.train.labels.tolist() + splits.validation.labels.tolist() == train_labels
     layout = cifar._LAYOUTS[name]
     mean, std = torch.tensor(layout.mean).view(3, 1, 1), torch.tensor(layout.std).view(3, 1, 1)
     pixels = torch.cat([splits.train.inputs, splits.validation.inputs]) * std + mean
     # Rows are three channel planes, each 32 rows of 32 pixels: the round trip checks the layout too.
-    assert torch.equal((pixels * 255).round().to(torch.uint8), torch.from_numpy(train_data.reshape(-1, 3, 32, 32)))
+    assert torch.equal(
+        (pixels * 255).round().to(torch.uint8), torch.from_numpy(train_data.reshape(-1, 3, 32, 32))
+    )
     test_data, test_labels = next((d, l) for m, (d, l) in contents.items() if "test" in m)
     assert splits.test.labels.tolist() == test_labels
-    assert torch.allclose(splits.test.inputs, normalise(torch.from_numpy(test_data.reshape(-1, 3, 32, 32)), layout.mean, layout.std))
+    assert torch.allclose(
+        splits.test.inputs,
+        normalise(torch.from_numpy(test_data.reshape(-1, 3, 32, 32)), layout.mean, layout.std),
+    )
 
 
 def test_only_shuffled_training_batches_are_augmented(archive):
     name, root, _ = archive
     splits = load_dataset(name, root, download=False)
-    assert splits.train.augment is not None and splits.validation.augment is None and splits.test.augment is None
-    inputs, labels = next(splits.train.batches(8, shuffle=True, generator=torch.Generator().manual_seed(0)))
+    assert (
+        splits.train.augment is not None
+        and splits.validation.augment is None
+        and splits.test.augment is None
+    )
+    inputs, labels = next(
+        splits.train.batches(8, shuffle=True, generator=torch.Generator().manual_seed(0))
+    )
     assert inputs.shape == (8, 3, 32, 32) and labels.shape == (8,)
     order = torch.randperm(45, generator=torch.Generator().manual_seed(0))[:8]
     assert not torch.equal(inputs, splits.train.inputs[order])
@@ -90,13 +126,22 @@ def test_only_shuffled_training_batches_are_augmented(archive):
 
 
 def test_missing_archive_offline_says_where_to_put_it(tmp_path):
-    with pytest.raises(UserError, match=r"cifar10 file cifar-10-python.tar.gz is missing from .*cifar10; put the original file there \(from https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz\)"):
+    with pytest.raises(
+        UserError,
+        match=r"cifar10 file cifar-10-python.tar.gz is missing from .*cifar10; put the original file there \(from https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz\)",
+    ):
         load_dataset("cifar10", tmp_path, download=False)
 
 
 def test_archive_with_the_wrong_md5_is_refused(tmp_path):
-    write_archive(tmp_path / "cifar100" / "cifar-100-python.tar.gz", cifar_members("cifar100", np.random.default_rng(0))[0])
-    with pytest.raises(UserError, match="cifar-100-python.tar.gz is corrupt or truncated .*expected eb9058c3a382ffc7106e4002c42a8d85.*delete it"):
+    write_archive(
+        tmp_path / "cifar100" / "cifar-100-python.tar.gz",
+        cifar_members("cifar100", np.random.default_rng(0))[0],
+    )
+    with pytest.raises(
+        UserError,
+        match="cifar-100-python.tar.gz is corrupt or truncated .*expected eb9058c3a382ffc7106e4002c42a8d85.*delete it",
+    ):
         load_dataset("cifar100", tmp_path, download=False)
 
 
@@ -122,15 +167,29 @@ def damaged(kind: str) -> dict[str, bytes]:
     elif kind == "bad pickle":
         members["cifar-10-batches-py/data_batch_3"] = b"not a pickle"
     else:  # wrong shape
-        members["cifar-10-batches-py/data_batch_3"] = batch_bytes(np.zeros((2, 100), np.uint8), [0, 1], b"labels")
+        members["cifar-10-batches-py/data_batch_3"] = batch_bytes(
+            np.zeros((2, 100), np.uint8), [0, 1], b"labels"
+        )
     return members
 
 
-@pytest.mark.parametrize("kind, message", [
-    ("missing member", r"lacks cifar-10-batches-py/data_batch_3; delete it and download the original archive again"),
-    ("bad pickle", r"is not a readable CIFAR archive .*; delete it and download the original again"),
-    ("wrong shape", r"data_batch_3 in .* holds data of shape \(2, 100\) for 2 labels; replace the archive"),
-])
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        (
+            "missing member",
+            r"lacks cifar-10-batches-py/data_batch_3; delete it and download the original archive again",
+        ),
+        (
+            "bad pickle",
+            r"is not a readable CIFAR archive .*; delete it and download the original again",
+        ),
+        (
+            "wrong shape",
+            r"data_batch_3 in .* holds data of shape \(2, 100\) for 2 labels; replace the archive",
+        ),
+    ],
+)
 def test_corrupt_archive_with_a_matching_md5_is_a_user_error(tmp_path, monkeypatch, kind, message):
     path = tmp_path / "cifar10" / "cifar-10-python.tar.gz"
     write_archive(path, damaged(kind))
@@ -159,7 +218,10 @@ def reference_pad_crop_flip(inputs: torch.Tensor, padding: int, mode: str) -> se
     for top in range(2 * padding + 1):
         for left in range(2 * padding + 1):
             crop = padded[:, top : top + size, left : left + size]
-            crops |= {crop.contiguous().numpy().tobytes(), crop.flip(-1).contiguous().numpy().tobytes()}
+            crops |= {
+                crop.contiguous().numpy().tobytes(),
+                crop.flip(-1).contiguous().numpy().tobytes(),
+            }
     return crops
 
 

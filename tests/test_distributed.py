@@ -1,4 +1,5 @@
 """Two CPU processes on localhost (gloo): identical masks on every rank, equal to one process."""
+
 import json
 import subprocess
 import sys
@@ -6,14 +7,24 @@ from pathlib import Path
 
 import torch
 
-from sparsemomentum.train.checkpoint import load_checkpoint
-
 WORKER = Path(__file__).with_name("distributed_worker.py")
 
 
 def torchrun(*arguments, timeout=600):
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *arguments],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            *arguments,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_masks_and_weights_are_identical_on_both_ranks_after_several_updates(tmp_path):
@@ -40,9 +51,24 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, da
     the state is compared just after the update (end of epoch 1, kept as the previous
     checkpoint) and the masks must be identical.
     """
-    arguments = ["-m", "sparsemomentum", "train", "--epochs", "2", "--seed", "3", "--threads", "1", "--batch-size", "5400",
-                 "--data-dir", str(data_dir)]
-    single = subprocess.run([sys.executable, *arguments, "--out", str(tmp_path / "one")], capture_output=True, text=True)
+    arguments = [
+        "-m",
+        "sparsemomentum",
+        "train",
+        "--epochs",
+        "2",
+        "--seed",
+        "3",
+        "--threads",
+        "1",
+        "--batch-size",
+        "5400",
+        "--data-dir",
+        str(data_dir),
+    ]
+    single = subprocess.run(
+        [sys.executable, *arguments, "--out", str(tmp_path / "one")], capture_output=True, text=True
+    )
     assert single.returncode == 0, single.stderr[-2000:]
     double = torchrun(*arguments, "--out", str(tmp_path / "two"))
     assert double.returncode == 0, double.stderr[-2000:]
@@ -53,9 +79,14 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, da
     active = sum(int(m.sum()) for m in masks_one.values())
     overlap = sum(int((masks_one[n] & masks_two[n]).sum()) for n in masks_one) / active
     both = {n: masks_one[n] & masks_two[n] for n in masks_one}
-    difference = max(float((one["model"][n] - two["model"][n])[both.get(n, slice(None))].abs().max()) for n in one["model"])
-    print(f"2 vs 1 process after epoch 1 and one mask update: mask overlap {overlap:.6f}, "
-          f"largest weight difference {difference:.2e}")
+    difference = max(
+        float((one["model"][n] - two["model"][n])[both.get(n, slice(None))].abs().max())
+        for n in one["model"]
+    )
+    print(
+        f"2 vs 1 process after epoch 1 and one mask update: mask overlap {overlap:.6f}, "
+        f"largest weight difference {difference:.2e}"
+    )
     assert overlap == 1.0
     assert difference < 1e-5
     assert json.loads((tmp_path / "two" / "summary.json").read_text())["processes"] == 2

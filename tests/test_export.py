@@ -11,11 +11,28 @@ from sparsemomentum.train.cli import main
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, data_dir):
     out = tmp_path_factory.mktemp("export") / "run"
-    assert main(["train", "--epochs", "1", "--batch-size", "500", "--out", str(out), "--data-dir", str(data_dir)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "500",
+                "--out",
+                str(out),
+                "--data-dir",
+                str(data_dir),
+            ]
+        )
+        == 0
+    )
     return out
 
 
-def test_exported_model_predicts_exactly_like_the_trained_one_and_is_small(trained_run, tmp_path, data_dir, capsys):
+def test_exported_model_predicts_exactly_like_the_trained_one_and_is_small(
+    trained_run, tmp_path, data_dir, capsys
+):
     assert main(["export", str(trained_run), "--out", str(tmp_path / "model.pt")]) == 0
     assert "of the dense model's" in capsys.readouterr().out
     size, dense = export_run(trained_run, tmp_path / "again.pt")
@@ -45,5 +62,7 @@ def test_damaged_indices_are_refused(trained_run, tmp_path):
     payload = torch.load(tmp_path / "model.pt", weights_only=True)
     payload["tensors"]["fc1.weight"]["col_indices"][0] = 10**6
     torch.save(payload, tmp_path / "damaged.pt")
-    with pytest.raises(sm.UserError, match="the sparse weight 'fc1.weight' has inconsistent indices"):
+    with pytest.raises(
+        sm.UserError, match="the sparse weight 'fc1.weight' has inconsistent indices"
+    ):
         sm.load_exported(tmp_path / "damaged.pt")

@@ -1,9 +1,11 @@
 """Faults and bad input: one clear sentence, exit code 2, nothing half-written, masks intact."""
+
 import errno
 import json
 
 import pytest
 import torch
+from conftest import mlp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -12,14 +14,26 @@ import sparsemomentum as sm
 from sparsemomentum.core.sparsifier import NonFiniteWeights
 from sparsemomentum.train import checkpoint as checkpoint_module
 from sparsemomentum.train.cli import main
-from conftest import mlp, train_steps
 
 
 def cli(data_dir, out, *arguments):
-    return main(["train", "--batch-size", "1000", "--data-dir", str(data_dir), "--out", str(out), *arguments])
+    return main(
+        [
+            "train",
+            "--batch-size",
+            "1000",
+            "--data-dir",
+            str(data_dir),
+            "--out",
+            str(out),
+            *arguments,
+        ]
+    )
 
 
-def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, data_dir, capsys, monkeypatch):
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
+    tmp_path, data_dir, capsys, monkeypatch
+):
     from types import SimpleNamespace
 
     from sparsemomentum.train import loop
@@ -37,7 +51,10 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, dat
     monkeypatch.setattr(loop, "F", SimpleNamespace(cross_entropy=poisoned_cross_entropy))
     out = tmp_path / "run"
     assert cli(data_dir, out, "--epochs", "3") == 2
-    assert f"the training loss became nan in epoch 2; the last good checkpoint is kept in {out}" in capsys.readouterr().err
+    assert (
+        f"the training loss became nan in epoch 2; the last good checkpoint is kept in {out}"
+        in capsys.readouterr().err
+    )
     kept = torch.load(out / "checkpoint.pt", weights_only=True)
     assert kept["epoch"] == 2 and kept["step_in_epoch"] == 0  # the end of epoch 1
     masks = kept["sparsifier"]["masks"]
@@ -48,11 +65,18 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, dat
 
 def test_mask_update_on_nan_weights_leaves_the_masks_unchanged():
     model = mlp(6, 6)
-    sparsifier = sm.SparseMomentum(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), density=0.5, total_steps=10)
+    sparsifier = sm.SparseMomentum(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
+        density=0.5,
+        total_steps=10,
+    )
     before = sparsifier.masks["0.weight"].clone()
     with torch.no_grad():
         model[0].weight[0, 0] = float("nan")
-    with pytest.raises(NonFiniteWeights, match="holds NaN or infinite values, so the masks were left unchanged"):
+    with pytest.raises(
+        NonFiniteWeights, match="holds NaN or infinite values, so the masks were left unchanged"
+    ):
         sparsifier.update_masks()
     assert torch.equal(before, sparsifier.masks["0.weight"])
 
@@ -81,7 +105,9 @@ def test_a_step_skipped_by_the_gradient_scaler_does_not_advance_the_schedule():
     assert torch.all(model[0].weight[~sparsifier.masks["0.weight"]] == 0)
 
 
-def test_full_disk_while_checkpointing_is_one_sentence_and_leaves_no_temporary_file(tmp_path, data_dir, capsys, monkeypatch):
+def test_full_disk_while_checkpointing_is_one_sentence_and_leaves_no_temporary_file(
+    tmp_path, data_dir, capsys, monkeypatch
+):
     def no_space(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
@@ -89,8 +115,10 @@ def test_full_disk_while_checkpointing_is_one_sentence_and_leaves_no_temporary_f
     out = tmp_path / "run"
     assert cli(data_dir, out, "--epochs", "1") == 2
     error = capsys.readouterr().err.strip()
-    assert error == (f"sparsemomentum: error: cannot write a checkpoint into {out} (No space left on device); "
-                     "free disk space or make the folder writable, then resume with --resume.")
+    assert error == (
+        f"sparsemomentum: error: cannot write a checkpoint into {out} (No space left on device); "
+        "free disk space or make the folder writable, then resume with --resume."
+    )
     assert not list(out.glob(".*tmp")) and not (out / "summary.json").exists()
 
 
@@ -109,8 +137,14 @@ def small_model(kind: str, width: int) -> nn.Module:
     if kind == "mlp":
         return nn.Sequential(nn.Linear(8, width), nn.ReLU(), nn.Linear(width, 3))
     if kind == "cnn":
-        return nn.Sequential(nn.Unflatten(1, (2, 2, 2)), nn.Conv2d(2, width, 1), nn.BatchNorm2d(width), nn.ReLU(),
-                             nn.Flatten(), nn.Linear(width * 4, 3))
+        return nn.Sequential(
+            nn.Unflatten(1, (2, 2, 2)),
+            nn.Conv2d(2, width, 1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(width * 4, 3),
+        )
     return nn.Sequential(nn.LayerNorm(8), nn.ReLU())  # nothing to sparsify
 
 
@@ -130,21 +164,32 @@ OPTIMIZERS = {
     width=st.integers(1, 12),
     optimizer=st.sampled_from(sorted(OPTIMIZERS)),
     density=st.one_of(st.floats(0.001, 1.0), st.sampled_from([0.0, -0.5, 1.5])),
-    options=st.fixed_dictionaries({}, optional={
-        "prune_rate": st.one_of(st.floats(0.0, 0.99), st.sampled_from([1.0, -0.1])),
-        "distribution": st.sampled_from(["uniform", "erdos_renyi", "erk", "normal"]),
-        "growth": st.sampled_from(["momentum", "random", "gradient", "best"]),
-        "redistribution": st.sampled_from(["momentum", "magnitude", "nonzero", "none", "all"]),
-        "prune_rate_schedule": st.sampled_from(["cosine", "linear", "constant", "step"]),
-        "update_interval": st.sampled_from([None, 1, 3, 0]),
-    }),
+    options=st.fixed_dictionaries(
+        {},
+        optional={
+            "prune_rate": st.one_of(st.floats(0.0, 0.99), st.sampled_from([1.0, -0.1])),
+            "distribution": st.sampled_from(["uniform", "erdos_renyi", "erk", "normal"]),
+            "growth": st.sampled_from(["momentum", "random", "gradient", "best"]),
+            "redistribution": st.sampled_from(["momentum", "magnitude", "nonzero", "none", "all"]),
+            "prune_rate_schedule": st.sampled_from(["cosine", "linear", "constant", "step"]),
+            "update_interval": st.sampled_from([None, 1, 3, 0]),
+        },
+    ),
 )
-def test_random_options_either_train_exactly_or_fail_with_a_documented_error(method, kind, width, optimizer, density, options):
+def test_random_options_either_train_exactly_or_fail_with_a_documented_error(
+    method, kind, width, optimizer, density, options
+):
     torch.manual_seed(0)
     model = small_model(kind, width)
     try:
-        sparsifier = sm.create_sparsifier(method, model, OPTIMIZERS[optimizer](model.parameters()),
-                                          density=density, total_steps=12, **options)
+        sparsifier = sm.create_sparsifier(
+            method,
+            model,
+            OPTIMIZERS[optimizer](model.parameters()),
+            density=density,
+            total_steps=12,
+            **options,
+        )
     except sm.UserError as error:
         message = str(error)
         assert message.endswith(".") and "\n" not in message

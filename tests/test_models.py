@@ -6,8 +6,10 @@ import sparsemomentum as sm
 
 @pytest.mark.parametrize(
     "name, parameters",
-    [("lenet300-100", 784 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10),
-     ("lenet5-caffe", 20 * 25 + 20 + 50 * 20 * 25 + 50 + 800 * 500 + 500 + 500 * 10 + 10)],
+    [
+        ("lenet300-100", 784 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10),
+        ("lenet5-caffe", 20 * 25 + 20 + 50 * 20 * 25 + 50 + 800 * 500 + 500 + 500 * 10 + 10),
+    ],
 )
 def test_lenets_have_the_published_shapes(name, parameters):
     model = sm.create_model(name)
@@ -16,5 +18,7 @@ def test_lenets_have_the_published_shapes(name, parameters):
 
 
 def test_unknown_model_lists_the_known_ones():
-    with pytest.raises(sm.UserError, match="unknown model 'resnet-9000'; choose one of: .*lenet300-100"):
+    with pytest.raises(
+        sm.UserError, match="unknown model 'resnet-9000'; choose one of: .*lenet300-100"
+    ):
         sm.create_model("resnet-9000")

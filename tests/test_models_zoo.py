@@ -1,4 +1,5 @@
 """The paper's comparison models: published sizes, output shapes, and that the sparsifier finds their layers."""
+
 import pytest
 import torch
 from torch import nn
@@ -6,7 +7,16 @@ from torch import nn
 import sparsemomentum as sm
 from sparsemomentum.models.wide_resnet import WideResNet, wide_resnet
 
-CIFAR_MODELS = ["alexnet-s", "alexnet-b", "vgg16-c", "vgg16-d", "wrn-16-8", "wrn-16-10", "wrn-22-8", "wrn-28-2"]
+CIFAR_MODELS = [
+    "alexnet-s",
+    "alexnet-b",
+    "vgg16-c",
+    "vgg16-d",
+    "wrn-16-8",
+    "wrn-16-10",
+    "wrn-22-8",
+    "wrn-28-2",
+]
 SPARSE_TYPES = (nn.Conv2d, nn.Linear)
 
 
@@ -16,7 +26,9 @@ def parameter_count(model: nn.Module) -> int:
 
 def conv_linear_count(model: nn.Module) -> int:
     """Weights and biases of the Conv/Linear layers only: what SNIP's TensorFlow models count (no BatchNorm)."""
-    return sum(p.numel() for m in model.modules() if isinstance(m, SPARSE_TYPES) for p in m.parameters())
+    return sum(
+        p.numel() for m in model.modules() if isinstance(m, SPARSE_TYPES) for p in m.parameters()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +101,19 @@ def test_resnet50_has_torchvisions_exact_size_and_names(resnet50):
 # Both class counts for the cheap models; one each for the big ones (about 1 s a forward on 2 cores).
 @pytest.mark.parametrize(
     "name, num_classes",
-    [("alexnet-s", 10), ("alexnet-s", 100), ("alexnet-b", 10), ("alexnet-b", 100),
-     ("vgg16-c", 100), ("vgg16-d", 10), ("wrn-16-8", 10), ("wrn-16-10", 100), ("wrn-22-8", 10),
-     ("wrn-28-2", 10), ("wrn-28-2", 100)],
+    [
+        ("alexnet-s", 10),
+        ("alexnet-s", 100),
+        ("alexnet-b", 10),
+        ("alexnet-b", 100),
+        ("vgg16-c", 100),
+        ("vgg16-d", 10),
+        ("wrn-16-8", 10),
+        ("wrn-16-10", 100),
+        ("wrn-22-8", 10),
+        ("wrn-28-2", 10),
+        ("wrn-28-2", 100),
+    ],
 )
 def test_cifar_models_map_a_batch_to_class_scores(name, num_classes):
     model = sm.create_model(name, num_classes=num_classes)

@@ -1,4 +1,5 @@
 """The report, on run folders written by the test: table values, paper column, best method, PNGs."""
+
 import json
 import math
 from pathlib import Path
@@ -23,16 +24,41 @@ RUNS = [
 ]
 
 
-def write_run(folder: Path, method: str, density: float, seed: int, error: float, epochs: int = 3) -> Path:
+def write_run(
+    folder: Path, method: str, density: float, seed: int, error: float, epochs: int = 3
+) -> Path:
     """The three files of a finished run folder, with per-layer densities that move over training."""
     folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps({"method": method, "density": density, "seed": seed, "epochs": epochs}))
+    (folder / "config.json").write_text(
+        json.dumps({"method": method, "density": density, "seed": seed, "epochs": epochs})
+    )
     with open(folder / "metrics.jsonl", "w") as out:
         for epoch in range(1, epochs + 1):
-            layers = {name: min(1.0, density * (1 + 0.1 * epoch * (i - 1))) for i, name in enumerate(LAYERS)}
-            out.write(json.dumps({"epoch": epoch, "validation_accuracy": 90 + epoch - error, "layer_density": layers}) + "\n")
-    summary = {"model": "lenet300-100", "dataset": "mnist", "method": method, "density": density, "seed": seed,
-               "epochs": epochs, "test_error": error, "test_accuracy": 100 - error, "layer_density": layers}
+            layers = {
+                name: min(1.0, density * (1 + 0.1 * epoch * (i - 1)))
+                for i, name in enumerate(LAYERS)
+            }
+            out.write(
+                json.dumps(
+                    {
+                        "epoch": epoch,
+                        "validation_accuracy": 90 + epoch - error,
+                        "layer_density": layers,
+                    }
+                )
+                + "\n"
+            )
+    summary = {
+        "model": "lenet300-100",
+        "dataset": "mnist",
+        "method": method,
+        "density": density,
+        "seed": seed,
+        "epochs": epochs,
+        "test_error": error,
+        "test_accuracy": 100 - error,
+        "layer_density": layers,
+    }
     (folder / "summary.json").write_text(json.dumps(summary))
     return folder
 
@@ -42,7 +68,13 @@ def sweep(tmp_path) -> Path:
     root = tmp_path / "sweep"
     for name, method, density, errors in RUNS:
         for seed, error in errors.items():
-            write_run(root / "lenet300-100" / "mnist" / name / f"d{density:g}" / f"s{seed}", method, density, seed, error)
+            write_run(
+                root / "lenet300-100" / "mnist" / name / f"d{density:g}" / f"s{seed}",
+                method,
+                density,
+                seed,
+                error,
+            )
     return root
 
 
@@ -59,7 +91,11 @@ def assert_png(path: Path) -> None:
 
 def test_cell_is_mean_and_standard_error_over_seeds():
     cell = Cell.of([2.0, 2.3, 2.6])
-    assert cell.mean == pytest.approx(2.3) and cell.se == pytest.approx(0.3 / math.sqrt(3)) and cell.n == 3
+    assert (
+        cell.mean == pytest.approx(2.3)
+        and cell.se == pytest.approx(0.3 / math.sqrt(3))
+        and cell.n == 3
+    )
     assert str(cell) == "2.30 ± 0.17 (3)"
     assert str(Cell.of([1.6])) == "1.60 (1)"
 
@@ -85,10 +121,16 @@ def test_sweep_report_table_paper_column_best_line_and_figures(sweep, tmp_path):
     assert rows["sm-random-growth"] == ["–", "–", "1.90 (1)", "–", "–", "–"]
     assert rows["dense"] == ["–", "–", "–", "–", "1.40 ± 0.10 (2)", "1.34"]
     assert list(rows) == ["method", "---", "sparse-momentum", "set", "sm-random-growth", "dense"]
-    assert "Lowest mean test error among sparse methods: 1 %: sparse-momentum (2.30 %); 5 %: set (1.50 %)." in report
+    assert (
+        "Lowest mean test error among sparse methods: 1 %: sparse-momentum (2.30 %); 5 %: set (1.50 %)."
+        in report
+    )
     figures = sorted(path.name for path in out.glob("*.png"))
-    assert figures == ["lenet300-100_mnist_error-vs-density.png", "lenet300-100_mnist_layer-density_d0.05.png",
-                       "lenet300-100_mnist_validation-accuracy_d0.05.png"]
+    assert figures == [
+        "lenet300-100_mnist_error-vs-density.png",
+        "lenet300-100_mnist_layer-density_d0.05.png",
+        "lenet300-100_mnist_validation-accuracy_d0.05.png",
+    ]
     for name in figures:
         assert f"]({name})" in report
         assert_png(out / name)
@@ -102,13 +144,18 @@ def test_single_run_folder_gets_a_table_and_two_figures(tmp_path, capsys):
     rows = table_rows((run / "report.md").read_text())
     assert rows["method"] == ["2 %"] and rows["set"] == ["2.20 (1)"]
     assert sorted(path.name for path in run.glob("*.png")) == [
-        "lenet300-100_mnist_layer-density_d0.02.png", "lenet300-100_mnist_validation-accuracy_d0.02.png"]
+        "lenet300-100_mnist_layer-density_d0.02.png",
+        "lenet300-100_mnist_validation-accuracy_d0.02.png",
+    ]
 
 
 def test_density_of_the_figures_can_be_chosen_and_must_exist(sweep, tmp_path):
     write_report(sweep, out=tmp_path / "a", density=0.01)
     assert (tmp_path / "a" / "lenet300-100_mnist_layer-density_d0.01.png").exists()
-    with pytest.raises(UserError, match=r"no runs at density 0.02 for lenet300-100 on mnist; choose one of: 0.01, 0.05, 1"):
+    with pytest.raises(
+        UserError,
+        match=r"no runs at density 0.02 for lenet300-100 on mnist; choose one of: 0.01, 0.05, 1",
+    ):
         write_report(sweep, out=tmp_path / "b", density=0.02)
 
 

@@ -1,4 +1,5 @@
 """Checkpoints: a run killed with SIGKILL mid-epoch and resumed ends bit-identical."""
+
 import json
 import os
 import signal
@@ -12,11 +13,33 @@ import torch
 from sparsemomentum.train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from sparsemomentum.train.cli import main
 
-ARGUMENTS = ["train", "--epochs", "3", "--seed", "5", "--threads", "1", "--checkpoint-every", "60", "--growth", "random"]
+ARGUMENTS = [
+    "train",
+    "--epochs",
+    "3",
+    "--seed",
+    "5",
+    "--threads",
+    "1",
+    "--checkpoint-every",
+    "60",
+    "--growth",
+    "random",
+]
 
 
 def command(data_dir, out, *extra):
-    return [sys.executable, "-m", "sparsemomentum", *ARGUMENTS, "--data-dir", str(data_dir), "--out", str(out), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "sparsemomentum",
+        *ARGUMENTS,
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def final_state(run_dir):
@@ -28,7 +51,9 @@ def test_killed_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_pat
     subprocess.run(command(data_dir, tmp_path / "whole"), check=True, capture_output=True)
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen(command(data_dir, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command(data_dir, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
         metrics = killed / "metrics.jsonl"
@@ -36,22 +61,42 @@ def test_killed_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_pat
             time.sleep(0.3)  # into epoch 2, past at least one mid-epoch checkpoint
             break
         time.sleep(0.05)
-    assert process.poll() is None, "the run finished before it could be killed; the test needs a slower run"
+    assert process.poll() is None, (
+        "the run finished before it could be killed; the test needs a slower run"
+    )
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert not (killed / "summary.json").exists()
     interrupted_at = load_checkpoint(killed)
     assert (interrupted_at["epoch"], interrupted_at["step_in_epoch"]) != (4, 0)
 
-    subprocess.run([sys.executable, "-m", "sparsemomentum", "train", "--resume", str(killed), "--data-dir", str(data_dir), "--threads", "1"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sparsemomentum",
+            "train",
+            "--resume",
+            str(killed),
+            "--data-dir",
+            str(data_dir),
+            "--threads",
+            "1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     whole_model, whole_masks, whole_optimizer = final_state(tmp_path / "whole")
     resumed_model, resumed_masks, resumed_optimizer = final_state(killed)
     assert all(torch.equal(whole_masks[n], resumed_masks[n]) for n in whole_masks)
     assert all(torch.equal(whole_model[n], resumed_model[n]) for n in whole_model)
     for key, value in whole_optimizer["state"].items():
-        assert torch.equal(value["momentum_buffer"], resumed_optimizer["state"][key]["momentum_buffer"])
-    epochs = [json.loads(line)["epoch"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
+        assert torch.equal(
+            value["momentum_buffer"], resumed_optimizer["state"][key]["momentum_buffer"]
+        )
+    epochs = [
+        json.loads(line)["epoch"] for line in (killed / "metrics.jsonl").read_text().splitlines()
+    ]
     assert epochs == [1, 2, 3]
     whole_summary = json.loads((tmp_path / "whole" / "summary.json").read_text())
     resumed_summary = json.loads((killed / "summary.json").read_text())
@@ -91,5 +136,8 @@ def test_read_only_output_folder_is_a_clear_error(tmp_path, data_dir, capsys):
     folder = tmp_path / "ro"
     folder.mkdir()
     folder.chmod(0o500)
-    assert main(["train", "--epochs", "1", "--out", str(folder / "run"), "--data-dir", str(data_dir)]) == 2
+    assert (
+        main(["train", "--epochs", "1", "--out", str(folder / "run"), "--data-dir", str(data_dir)])
+        == 2
+    )
     assert "cannot create the run folder" in capsys.readouterr().err

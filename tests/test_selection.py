@@ -38,17 +38,28 @@ def reference_grow(mask, scores, count):
 
 
 @settings(max_examples=25, deadline=None)
-@given(density=st.floats(0.0, 0.9), fraction=st.floats(0.0, 0.3), active_scale=st.floats(0.0, 100.0),
-       seed=st.integers(0, 2**16), ties=st.booleans())
-def test_grow_on_large_layers_is_exact_whichever_path_it_takes(density, fraction, active_scale, seed, ties):
+@given(
+    density=st.floats(0.0, 0.9),
+    fraction=st.floats(0.0, 0.3),
+    active_scale=st.floats(0.0, 100.0),
+    seed=st.integers(0, 2**16),
+    ties=st.booleans(),
+)
+def test_grow_on_large_layers_is_exact_whichever_path_it_takes(
+    density, fraction, active_scale, seed, ties
+):
     """Layers above 65,536 positions take the sampled-threshold path unless it cannot be sure."""
     generator = torch.Generator().manual_seed(seed)
     shape = (300, 400)
     mask = torch.rand(shape, generator=generator) < density
     scores = torch.rand(shape, generator=generator)
     if ties:  # many equal scores (zero momentum of never-touched weights): ties only at the boundary matter
-        scores = torch.where(torch.rand(shape, generator=generator) < 0.5, torch.zeros(shape), scores)
-    scores = torch.where(mask, scores * active_scale, scores)  # active momenta are often the largest
+        scores = torch.where(
+            torch.rand(shape, generator=generator) < 0.5, torch.zeros(shape), scores
+        )
+    scores = torch.where(
+        mask, scores * active_scale, scores
+    )  # active momenta are often the largest
     count = int(fraction * int((~mask).sum()))
     grown = grow_largest(mask, scores, count)
     assert int(grown.sum()) == int(mask.sum()) + count and bool((grown | ~mask).all())

@@ -1,18 +1,25 @@
 """The sparse backend inside the sparsifier: same decisions as the masked mode."""
+
 import pytest
 import torch
+from conftest import mlp, train_steps
 from torch import nn
 
 import sparsemomentum as sm
-from conftest import mlp, train_steps
 
 pytestmark = pytest.mark.usefixtures("kernel_set")  # every test with both kernel sets
 
 
 def cnn():
     """Two convolutions (one strided) and a Linear layer: every kind the sparse backend switches."""
-    return nn.Sequential(nn.Conv2d(2, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 4, 3, stride=2), nn.ReLU(),
-                         nn.Flatten(), nn.Linear(36, 5))
+    return nn.Sequential(
+        nn.Conv2d(2, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(6, 4, 3, stride=2),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(36, 5),
+    )
 
 
 MODELS = {"mlp": (lambda: mlp(30, 40, 20, 5), 30), "cnn": (cnn, (2, 8, 8))}
@@ -22,21 +29,38 @@ def run(backend, steps=60, window=50, total_steps=60, model_name="mlp", **option
     torch.manual_seed(0)
     build, input_shape = MODELS[model_name]
     model = build()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    sparsifier = sm.SparseMomentum(model, optimizer, density=0.2, total_steps=total_steps, update_interval=20,
-                                   backend=backend, momentum_window=window, seed=3,
-                                   kernel_max_density=1.0, kernel_min_weights=0, **options)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4
+    )
+    sparsifier = sm.SparseMomentum(
+        model,
+        optimizer,
+        density=0.2,
+        total_steps=total_steps,
+        update_interval=20,
+        backend=backend,
+        momentum_window=window,
+        seed=3,
+        kernel_max_density=1.0,
+        kernel_min_weights=0,
+        **options,
+    )
     train_steps(sparsifier, model, steps, input_shape, 5)
     return sparsifier
 
 
 @pytest.mark.parametrize("model_name", MODELS)
 def test_window_covering_every_step_reproduces_the_masked_mode(model_name):
-    masked, sparse = run("masked", model_name=model_name), run("sparse", window=1000, model_name=model_name)
+    masked, sparse = (
+        run("masked", model_name=model_name),
+        run("sparse", window=1000, model_name=model_name),
+    )
     assert set(sparse.kernels.sparse) == set(sparse.masks)  # every layer ran on a sparse kernel
     assert sparse.update_count == masked.update_count == 2
     assert all(torch.equal(masked.masks[n], sparse.masks[n]) for n in masked.masks)
-    assert all(torch.allclose(masked.weights[n], sparse.weights[n], atol=1e-5) for n in masked.weights)
+    assert all(
+        torch.allclose(masked.weights[n], sparse.weights[n], atol=1e-5) for n in masked.weights
+    )
 
 
 def test_momentum_window_turns_dense_gradients_on_only_before_updates():
@@ -46,14 +70,33 @@ def test_momentum_window_turns_dense_gradients_on_only_before_updates():
         flags.append(sparsifier.dense_gradient_needed())
         train_steps(sparsifier, sparsifier.model, 1, 30, 5)
     # Steps 16-20 and 36-40 (1-based) precede the updates at steps 20 and 40.
-    assert [i + 1 for i, flag in enumerate(flags) if flag] == [16, 17, 18, 19, 20, 36, 37, 38, 39, 40]
+    assert [i + 1 for i, flag in enumerate(flags) if flag] == [
+        16,
+        17,
+        18,
+        19,
+        20,
+        36,
+        37,
+        38,
+        39,
+        40,
+    ]
 
 
 def test_epoch_updates_learn_their_period_and_keep_dense_gradients_until_then():
     torch.manual_seed(0)
     model = mlp(10, 10)
-    sparsifier = sm.SparseMomentum(model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), density=0.3,
-                                   total_steps=100, backend="sparse", momentum_window=3, kernel_min_weights=0, kernel_max_density=1.0)
+    sparsifier = sm.SparseMomentum(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
+        density=0.3,
+        total_steps=100,
+        backend="sparse",
+        momentum_window=3,
+        kernel_min_weights=0,
+        kernel_max_density=1.0,
+    )
     flags = []
     for epoch in range(3):
         for _ in range(10):
@@ -76,8 +119,16 @@ def test_random_growth_never_needs_dense_gradients_and_masks_stay_exact():
 def test_every_sparse_method_runs_on_the_sparse_backend(method):
     torch.manual_seed(0)
     model = mlp(20, 30, 10)
-    sparsifier = sm.create_sparsifier(method, model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
-                                      density=0.2, total_steps=200, backend="sparse", kernel_min_weights=0, kernel_max_density=1.0)
+    sparsifier = sm.create_sparsifier(
+        method,
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
+        density=0.2,
+        total_steps=200,
+        backend="sparse",
+        kernel_min_weights=0,
+        kernel_max_density=1.0,
+    )
     train_steps(sparsifier, model, 200, 20, 10)
     sparsifier.update_masks()
     assert sparsifier.nonzero_count() == sparsifier.target_nonzero_count()
@@ -94,9 +145,19 @@ def static_pair(values_step: bool, model_name: str = "mlp", steps: int = 30):
     torch.manual_seed(0)
     build, input_shape = MODELS[model_name]
     model = build()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    sparsifier = sm.Static(model, optimizer, density=0.2, total_steps=steps, backend="sparse", seed=3,
-                           kernel_min_weights=0, kernel_max_density=1.0)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4
+    )
+    sparsifier = sm.Static(
+        model,
+        optimizer,
+        density=0.2,
+        total_steps=steps,
+        backend="sparse",
+        seed=3,
+        kernel_min_weights=0,
+        kernel_max_density=1.0,
+    )
     if not values_step:
         sparsifier._values_sgd = None  # torch's own dense SGD step on the same sparse gradients
     train_steps(sparsifier, model, steps, input_shape, 5)
@@ -121,7 +182,9 @@ def test_missing_momentum_decay_is_applied_before_a_mask_update_reads_it():
     for _ in range(19):
         train_steps(sparsifier, sparsifier.model, 1, 30, 5)
     pending = sparsifier._values_sgd.pending_decay
-    assert all(count == 0 for count in pending.values())  # flushed when the window opened at step 15
+    assert all(
+        count == 0 for count in pending.values()
+    )  # flushed when the window opened at step 15
     assert sparsifier.state_dict()["pending_momentum_decay"] == pending
 
 
@@ -129,12 +192,19 @@ def test_small_or_dense_layers_stay_on_the_dense_path_and_move_when_their_densit
     torch.manual_seed(0)
     model = mlp(200, 100, 10)  # 20,000 and 1,000 weights
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    sparsifier = sm.SparseMomentum(model, optimizer, density=0.1, total_steps=100, backend="sparse", update_interval=10)
+    sparsifier = sm.SparseMomentum(
+        model, optimizer, density=0.1, total_steps=100, backend="sparse", update_interval=10
+    )
     assert list(sparsifier.kernels.sparse) == ["0.weight"]
     assert "1,000 weights" in sparsifier.kernels.dense["2.weight"]
-    sparsifier.masks["0.weight"] = torch.ones_like(sparsifier.masks["0.weight"])  # as if it had grown dense
+    sparsifier.masks["0.weight"] = torch.ones_like(
+        sparsifier.masks["0.weight"]
+    )  # as if it had grown dense
     sparsifier.masks_changed()
-    assert "density 100% is above 20%" in sparsifier.kernels.dense["0.weight"] and not sparsifier.kernels.sparse
+    assert (
+        "density 100% is above 20%" in sparsifier.kernels.dense["0.weight"]
+        and not sparsifier.kernels.sparse
+    )
     train_steps(sparsifier, model, 3, 200, 10)
     for name, weight in sparsifier.weights.items():
         assert torch.all(weight[~sparsifier.masks[name]] == 0)

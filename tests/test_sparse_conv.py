@@ -1,4 +1,5 @@
 """The direct sparse convolution computes what F.conv2d computes with the masked weight: output, dX, db and dW."""
+
 import warnings
 
 import pytest
@@ -29,7 +30,9 @@ def reference(inputs, weight, mask, bias, grad_output, stride, padding, dilation
     inputs = inputs.detach().clone().requires_grad_()
     masked = (weight.detach() * mask).requires_grad_()
     bias = None if bias is None else bias.detach().clone().requires_grad_()
-    with warnings.catch_warnings():  # torch's note that padding="same" with an even kernel copies the input
+    with (
+        warnings.catch_warnings()
+    ):  # torch's note that padding="same" with an even kernel copies the input
         warnings.simplefilter("ignore", UserWarning)
         output = F.conv2d(inputs, masked, bias, stride, padding, dilation)
     output.backward(grad_output)
@@ -42,17 +45,40 @@ def density_strategy():
 
 @settings(max_examples=150, deadline=None)
 @given(
-    batch=st.integers(1, 5), in_channels=st.integers(1, 6), out_channels=st.integers(1, 6),
-    kernel=st.tuples(st.integers(1, 4), st.integers(1, 4)), stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
-    padding=st.tuples(st.integers(0, 2), st.integers(0, 2)), dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)),
-    extra=st.tuples(st.integers(0, 9), st.integers(0, 9)), density=density_strategy(), with_bias=st.booleans(),
-    dense_weight_gradient=st.booleans(), threads=st.integers(1, 3), seed=st.integers(0, 2**31 - 1),
+    batch=st.integers(1, 5),
+    in_channels=st.integers(1, 6),
+    out_channels=st.integers(1, 6),
+    kernel=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+    stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    padding=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+    dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)),
+    extra=st.tuples(st.integers(0, 9), st.integers(0, 9)),
+    density=density_strategy(),
+    with_bias=st.booleans(),
+    dense_weight_gradient=st.booleans(),
+    threads=st.integers(1, 3),
+    seed=st.integers(0, 2**31 - 1),
 )
-def test_matches_conv2d_with_the_masked_weight(batch, in_channels, out_channels, kernel, stride, padding, dilation,
-                                               extra, density, with_bias, dense_weight_gradient, threads, seed):
+def test_matches_conv2d_with_the_masked_weight(
+    batch,
+    in_channels,
+    out_channels,
+    kernel,
+    stride,
+    padding,
+    dilation,
+    extra,
+    density,
+    with_bias,
+    dense_weight_gradient,
+    threads,
+    seed,
+):
     generator = torch.Generator().manual_seed(seed)
     # the smallest input with an output, plus extra rows and columns
-    height, width = (max(1, d * (k - 1) + 1 - 2 * p) + e for d, k, p, e in zip(dilation, kernel, padding, extra))
+    height, width = (
+        max(1, d * (k - 1) + 1 - 2 * p) + e for d, k, p, e in zip(dilation, kernel, padding, extra)
+    )
     weight = torch.randn(out_channels, in_channels, *kernel, generator=generator).requires_grad_()
     mask = torch.rand(weight.shape, generator=generator) < density
     bias = torch.randn(out_channels, generator=generator).requires_grad_() if with_bias else None
@@ -63,8 +89,9 @@ def test_matches_conv2d_with_the_masked_weight(batch, in_channels, out_channels,
     grad_output = torch.randn(output.shape, generator=generator)
     output.backward(grad_output)
 
-    expected, grad_input, grad_weight, grad_bias = reference(inputs, weight, mask, bias, grad_output, stride,
-                                                             padding, dilation)
+    expected, grad_input, grad_weight, grad_bias = reference(
+        inputs, weight, mask, bias, grad_output, stride, padding, dilation
+    )
     torch.testing.assert_close(output, expected, **TOLERANCE)
     torch.testing.assert_close(inputs.grad, grad_input, **TOLERANCE)
     if dense_weight_gradient:
@@ -77,8 +104,13 @@ def test_matches_conv2d_with_the_masked_weight(batch, in_channels, out_channels,
 
 
 @settings(max_examples=15, deadline=None)
-@given(kernel=st.integers(1, 5), dilation=st.integers(1, 2), size=st.integers(5, 9), density=density_strategy(),
-       seed=st.integers(0, 2**31 - 1))
+@given(
+    kernel=st.integers(1, 5),
+    dilation=st.integers(1, 2),
+    size=st.integers(5, 9),
+    density=density_strategy(),
+    seed=st.integers(0, 2**31 - 1),
+)
 def test_string_paddings_match_conv2d(kernel, dilation, size, density, seed):
     generator = torch.Generator().manual_seed(seed)
     weight = torch.randn(3, 2, kernel, kernel, generator=generator).requires_grad_()
@@ -91,15 +123,18 @@ def test_string_paddings_match_conv2d(kernel, dilation, size, density, seed):
         output = masked_conv2d(inputs, weight, None, layout)
         grad_output = torch.randn(output.shape, generator=generator)
         grad_input, grad_weight = torch.autograd.grad(output, (inputs, weight), grad_output)
-        expected, expected_input, expected_weight, _ = reference(inputs, weight, mask, None, grad_output, 1,
-                                                                 padding, dilation)
+        expected, expected_input, expected_weight, _ = reference(
+            inputs, weight, mask, None, grad_output, 1, padding, dilation
+        )
         torch.testing.assert_close(output, expected, **TOLERANCE)
         torch.testing.assert_close(grad_input, expected_input, **TOLERANCE)
         torch.testing.assert_close(grad_weight, expected_weight * mask, **TOLERANCE)
 
 
-@pytest.mark.parametrize("size, stride, padding, threads",
-                         [((40, 37), 1, 1, 2), ((33, 50), 2, 2, 3), ((12, 12), 1, 0, 1)])
+@pytest.mark.parametrize(
+    "size, stride, padding, threads",
+    [((40, 37), 1, 1, 2), ((33, 50), 2, 2, 3), ((12, 12), 1, 0, 1)],
+)
 def test_larger_maps_match_conv2d(size, stride, padding, threads):
     """Planes longer than one register-held chunk (several passes, a shorter last one)."""
     generator = torch.Generator().manual_seed(sum(size))
@@ -111,8 +146,9 @@ def test_larger_maps_match_conv2d(size, stride, padding, threads):
     output = masked_conv2d(inputs, weight, bias, SparseConvLayout(weight, mask, stride, padding))
     grad_output = torch.randn(output.shape, generator=generator)
     output.backward(grad_output)
-    expected, grad_input, grad_weight, grad_bias = reference(inputs, weight, mask, bias, grad_output, stride,
-                                                             padding, 1)
+    expected, grad_input, grad_weight, grad_bias = reference(
+        inputs, weight, mask, bias, grad_output, stride, padding, 1
+    )
     torch.testing.assert_close(output, expected, **TOLERANCE)
     torch.testing.assert_close(inputs.grad, grad_input, **TOLERANCE)
     torch.testing.assert_close(weight.grad, grad_weight * mask, **TOLERANCE)
@@ -129,8 +165,18 @@ def test_the_weight_gradient_kernel_writes_only_the_non_zeros(kernel_set):
     layout = SparseConvLayout(weight, mask, (2, 1), 1, (1, 2))
     grad_output = torch.randn(3, 5, *layout.output_size(8, 7), generator=generator)
     grad = torch.full(weight.shape, 7.0)
-    compiled.conv2d_backward(layout.geometry(inputs.shape), layout.offsets, layout.columns, layout.transposed_offsets,
-                             layout.transposed_entries, weight, inputs, grad_output, None, grad)
+    compiled.conv2d_backward(
+        layout.geometry(inputs.shape),
+        layout.offsets,
+        layout.columns,
+        layout.transposed_offsets,
+        layout.transposed_entries,
+        weight,
+        inputs,
+        grad_output,
+        None,
+        grad,
+    )
     dense = torch.nn.grad.conv2d_weight(inputs, weight.shape, grad_output, (2, 1), 1, (1, 2))
     torch.testing.assert_close(grad, torch.where(mask, dense, torch.tensor(7.0)), **TOLERANCE)
 
@@ -142,9 +188,16 @@ def test_inputs_of_any_layout_and_unbatched_inputs():
     layout = SparseConvLayout(weight, mask, 1, 1)
     inputs = torch.randn(2, 3, 6, 9, generator=generator)
     expected = F.conv2d(inputs, weight * mask, None, 1, 1)
-    for variant in (inputs.to(memory_format=torch.channels_last), inputs.transpose(2, 3).contiguous().transpose(2, 3)):
-        torch.testing.assert_close(masked_conv2d(variant, weight, None, layout), expected, **TOLERANCE)
-    torch.testing.assert_close(masked_conv2d(inputs[0], weight, None, layout), expected[0], **TOLERANCE)
+    for variant in (
+        inputs.to(memory_format=torch.channels_last),
+        inputs.transpose(2, 3).contiguous().transpose(2, 3),
+    ):
+        torch.testing.assert_close(
+            masked_conv2d(variant, weight, None, layout), expected, **TOLERANCE
+        )
+    torch.testing.assert_close(
+        masked_conv2d(inputs[0], weight, None, layout), expected[0], **TOLERANCE
+    )
 
 
 def test_other_dtypes_take_the_fallback_with_the_same_results():
@@ -172,7 +225,9 @@ def test_a_layout_keeps_the_mask_it_was_built_for():
 
 def test_a_weight_changed_between_forward_and_backward_is_caught(kernel_set):
     if kernel_set != "compiled":
-        pytest.skip("the fallback's backward never reads the weight (it differentiates a masked copy)")
+        pytest.skip(
+            "the fallback's backward never reads the weight (it differentiates a masked copy)"
+        )
     weight = torch.randn(2, 2, 3, 3, requires_grad=True)
     layout = SparseConvLayout(weight, torch.ones(weight.shape, dtype=torch.bool), 1, 1)
     output = masked_conv2d(torch.randn(1, 2, 5, 5), weight, None, layout)
@@ -196,6 +251,10 @@ def test_unsupported_cases_say_what_to_do():
     with pytest.raises(UserError, match="unknown padding"):
         SparseConvLayout(weight, mask, padding="full")
     with pytest.raises(UserError, match="rebuild the layout"):
-        masked_conv2d(torch.randn(1, 2, 5, 5), torch.randn(5, 2, 3, 3), None, SparseConvLayout(weight, mask))
+        masked_conv2d(
+            torch.randn(1, 2, 5, 5), torch.randn(5, 2, 3, 3), None, SparseConvLayout(weight, mask)
+        )
     with pytest.raises(UserError, match="rebuild the layout"):
-        masked_conv2d(torch.randn(1, 2, 5, 5), weight, torch.randn(3), SparseConvLayout(weight, mask))
+        masked_conv2d(
+            torch.randn(1, 2, 5, 5), weight, torch.randn(3), SparseConvLayout(weight, mask)
+        )

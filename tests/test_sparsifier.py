@@ -1,15 +1,16 @@
 """Every rule of the spec for one mask update, and the invariants of the loop."""
+
 import math
 
 import pytest
 import torch
+from conftest import mlp, train_steps
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
 import sparsemomentum as sm
 from sparsemomentum.core.optimizer_state import momentum_of
-from conftest import mlp, train_steps
 
 
 def sgd(model, momentum=0.9, **kwargs):
@@ -48,8 +49,15 @@ def test_statistic_is_mean_momentum_over_active_weights_only():
     model, optimizer, sparsifier = two_layer()
     for name, value in (("0.weight", 1.0), ("2.weight", 3.0)):
         weight, mask = sparsifier.weights[name], sparsifier.masks[name]
-        set_momentum(optimizer, weight, torch.where(mask, torch.full_like(weight, value), torch.full_like(weight, 100.0)))
-    assert sparsifier.layer_statistics() == {"0.weight": pytest.approx(1.0), "2.weight": pytest.approx(3.0)}
+        set_momentum(
+            optimizer,
+            weight,
+            torch.where(mask, torch.full_like(weight, value), torch.full_like(weight, 100.0)),
+        )
+    assert sparsifier.layer_statistics() == {
+        "0.weight": pytest.approx(1.0),
+        "2.weight": pytest.approx(3.0),
+    }
 
 
 def test_adam_statistic_is_first_moment_over_root_second_moment():
@@ -86,7 +94,9 @@ def test_growth_picks_the_largest_momentum_missing_positions():
     with torch.no_grad():  # distinct magnitudes, so the pruned set is known in advance
         weight.copy_((torch.randperm(weight.numel()).float().view_as(weight) + 1.0) * before)
     momentum_scores = torch.randperm(weight.numel()).float().view_as(weight)
-    set_momentum(optimizer, weight, -momentum_scores)  # the sign must not matter: |momentum| is read
+    set_momentum(
+        optimizer, weight, -momentum_scores
+    )  # the sign must not matter: |momentum| is read
     prune_count = math.ceil(sparsifier.current_prune_rate() * int(before.sum()))
     magnitudes = torch.where(before, weight.detach().abs(), torch.tensor(float("inf")))
     pruned = torch.zeros_like(before).flatten()
@@ -117,7 +127,14 @@ def test_redistribution_is_proportional_to_momentum_share():
     torch.manual_seed(0)
     model = mlp(100, 100, 100)
     optimizer = sgd(model)
-    sparsifier = sm.SparseMomentum(model, optimizer, density=0.1, total_steps=100, prune_rate=0.5, prune_rate_schedule="constant")
+    sparsifier = sm.SparseMomentum(
+        model,
+        optimizer,
+        density=0.1,
+        total_steps=100,
+        prune_rate=0.5,
+        prune_rate_schedule="constant",
+    )
     train_steps(sparsifier, model, 1, 100, 100)
     for name, value in (("0.weight", 1.0), ("2.weight", 3.0)):
         set_momentum(optimizer, sparsifier.weights[name], torch.full((100, 100), value))
@@ -131,7 +148,9 @@ def test_overflow_is_handed_to_layers_with_room():
     torch.manual_seed(0)
     model = mlp(10, 10, 100)  # 100 and 1000 weights
     optimizer = sgd(model)
-    sparsifier = sm.SparseMomentum(model, optimizer, density=0.5, total_steps=100, prune_rate_schedule="constant")
+    sparsifier = sm.SparseMomentum(
+        model, optimizer, density=0.5, total_steps=100, prune_rate_schedule="constant"
+    )
     train_steps(sparsifier, model, 1, 10, 100)
     set_momentum(optimizer, sparsifier.weights["0.weight"], torch.full((10, 10), 1000.0))
     set_momentum(optimizer, sparsifier.weights["2.weight"], torch.full((100, 10), 1.0))
@@ -144,14 +163,18 @@ def test_dense_growing_layer_is_guarded_from_pruning():
     torch.manual_seed(0)
     model = mlp(10, 10, 100)
     optimizer = sgd(model)
-    sparsifier = sm.SparseMomentum(model, optimizer, density=0.5, total_steps=100, prune_rate_schedule="constant")
+    sparsifier = sm.SparseMomentum(
+        model, optimizer, density=0.5, total_steps=100, prune_rate_schedule="constant"
+    )
     train_steps(sparsifier, model, 1, 10, 100)
     sparsifier.masks["0.weight"][:] = True  # fully dense layer with a large share
     sparsifier.masks["2.weight"] = sparsifier.masks["2.weight"].clone()
     rates = sparsifier.layer_prune_rates(0.5, {"0.weight": 0.9, "2.weight": 0.1})
     assert rates == {"0.weight": 0.0, "2.weight": 0.5}
     sparsifier.masks["0.weight"].view(-1)[:10] = False  # 90 % dense: prune at most its sparsity
-    assert sparsifier.layer_prune_rates(0.5, {"0.weight": 0.9, "2.weight": 0.1})["0.weight"] == pytest.approx(0.1)
+    assert sparsifier.layer_prune_rates(0.5, {"0.weight": 0.9, "2.weight": 0.1})[
+        "0.weight"
+    ] == pytest.approx(0.1)
 
 
 @settings(max_examples=40, deadline=None)
@@ -164,16 +187,27 @@ def test_dense_growing_layer_is_guarded_from_pruning():
     rates=st.lists(st.floats(0.0, 0.99), min_size=1, max_size=4),
     seed=st.integers(0, 2**16),
 )
-def test_bookkeeping_is_exact_for_any_layers_densities_and_updates(sizes, density, distribution, redistribution, growth, rates, seed):
+def test_bookkeeping_is_exact_for_any_layers_densities_and_updates(
+    sizes, density, distribution, redistribution, growth, rates, seed
+):
     torch.manual_seed(seed)
     model = mlp(*sizes)
     optimizer = sgd(model)
     sparsifier = sm.SparseMomentum(
-        model, optimizer, density=density, total_steps=1000, distribution=distribution,
-        redistribution=redistribution, growth=growth, prune_rate_schedule="constant", seed=seed,
+        model,
+        optimizer,
+        density=density,
+        total_steps=1000,
+        distribution=distribution,
+        redistribution=redistribution,
+        growth=growth,
+        prune_rate_schedule="constant",
+        seed=seed,
     )
     target = sparsifier.target_nonzero_count()
-    assert target == max(1, math.floor(density * sum(w.numel() for w in sparsifier.weights.values()) + 0.5))
+    assert target == max(
+        1, math.floor(density * sum(w.numel() for w in sparsifier.weights.values()) + 0.5)
+    )
     assert sparsifier.nonzero_count() == target
     for rate in rates:
         train_steps(sparsifier, model, 2, sizes[0], sizes[-1], seed=seed)
@@ -210,7 +244,9 @@ def test_update_is_a_no_op_once_training_is_over():
 def test_update_interval_updates_every_k_steps_until_the_stop_fraction():
     torch.manual_seed(0)
     model = mlp(10, 20, 5)
-    sparsifier = sm.SparseMomentum(model, sgd(model), density=0.3, total_steps=100, update_interval=10, stop_fraction=0.75)
+    sparsifier = sm.SparseMomentum(
+        model, sgd(model), density=0.3, total_steps=100, update_interval=10, stop_fraction=0.75
+    )
     train_steps(sparsifier, model, 100, 10, 5)
     assert [r.step for r in sparsifier.history] == [10, 20, 30, 40, 50, 60, 70]
 
@@ -229,7 +265,9 @@ def test_adam_without_state_yet_does_not_crash():
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_sgd_with_and_without_nesterov(nesterov):
     model = mlp(8, 8, 4)
-    sparsifier = sm.SparseMomentum(model, sgd(model, nesterov=nesterov), density=0.3, total_steps=10)
+    sparsifier = sm.SparseMomentum(
+        model, sgd(model, nesterov=nesterov), density=0.3, total_steps=10
+    )
     train_steps(sparsifier, model, 3, 8, 4)
     sparsifier.update_masks()
     assert sparsifier.nonzero_count() == sparsifier.target_nonzero_count()
@@ -237,8 +275,13 @@ def test_sgd_with_and_without_nesterov(nesterov):
 
 def test_conv_layers_are_sparse_and_norms_and_embeddings_stay_dense():
     model = nn.Sequential(
-        nn.Embedding(10, 4), nn.Conv1d(4, 4, 3), nn.BatchNorm1d(4), nn.Conv2d(4, 4, 3),
-        nn.Conv3d(4, 4, 1), nn.LayerNorm(4), nn.Linear(4, 2),
+        nn.Embedding(10, 4),
+        nn.Conv1d(4, 4, 3),
+        nn.BatchNorm1d(4),
+        nn.Conv2d(4, 4, 3),
+        nn.Conv3d(4, 4, 1),
+        nn.LayerNorm(4),
+        nn.Linear(4, 2),
     )
     sparsifier = sm.SparseMomentum(model, sgd(model), density=0.5, total_steps=10)
     assert list(sparsifier.masks) == ["1.weight", "3.weight", "4.weight", "6.weight"]
@@ -249,7 +292,9 @@ def test_include_and_exclude_patterns_choose_the_sparse_tensors():
     only_first = sm.SparseMomentum(model, sgd(model), density=0.5, total_steps=10, include=["0.*"])
     assert list(only_first.masks) == ["0.weight"]
     model = mlp(8, 8, 8, 4)
-    no_last = sm.SparseMomentum(model, sgd(model), density=0.5, total_steps=10, exclude=["4.weight"])
+    no_last = sm.SparseMomentum(
+        model, sgd(model), density=0.5, total_steps=10, exclude=["4.weight"]
+    )
     assert list(no_last.masks) == ["0.weight", "2.weight"]
 
 
@@ -262,9 +307,17 @@ def test_state_dict_round_trip_restores_masks_and_counters():
     fresh = sm.SparseMomentum(fresh_model, sgd(fresh_model), density=0.5, total_steps=100, seed=99)
     fresh.load_state_dict(state)
     assert all(torch.equal(fresh.masks[n], sparsifier.masks[n]) for n in state["masks"])
-    assert (fresh.step_count, fresh.update_count) == (sparsifier.step_count, sparsifier.update_count)
-    assert torch.rand(3, generator=fresh.generator).tolist() == torch.rand(3, generator=sparsifier.generator).tolist()
-    assert fresh.history == sparsifier.history and len(fresh.history) == 1  # the per-update reports survive a resume
+    assert (fresh.step_count, fresh.update_count) == (
+        sparsifier.step_count,
+        sparsifier.update_count,
+    )
+    assert (
+        torch.rand(3, generator=fresh.generator).tolist()
+        == torch.rand(3, generator=sparsifier.generator).tolist()
+    )
+    assert (
+        fresh.history == sparsifier.history and len(fresh.history) == 1
+    )  # the per-update reports survive a resume
 
 
 def test_state_dict_for_another_model_is_refused():
@@ -309,7 +362,9 @@ def test_model_with_nothing_to_sparsify_is_refused():
 
 def test_optimizer_of_another_model_is_refused():
     model, other = mlp(4, 4), mlp(4, 4)
-    with pytest.raises(sm.UserError, match="the optimizer does not hold the model's parameter '0.weight'"):
+    with pytest.raises(
+        sm.UserError, match="the optimizer does not hold the model's parameter '0.weight'"
+    ):
         sm.SparseMomentum(model, sgd(other), density=0.5, total_steps=10)
 
 
@@ -319,9 +374,18 @@ def test_momentum_growth_needs_an_optimizer_with_momentum():
         sm.SparseMomentum(model, sgd(model, momentum=0.0), density=0.5, total_steps=10)
     model = mlp(4, 4)
     with pytest.raises(sm.UserError, match="supports SGD, Adam and AdamW, not RMSprop"):
-        sm.SparseMomentum(model, torch.optim.RMSprop(model.parameters()), density=0.5, total_steps=10)
+        sm.SparseMomentum(
+            model, torch.optim.RMSprop(model.parameters()), density=0.5, total_steps=10
+        )
     model = mlp(4, 4)
-    sm.SparseMomentum(model, sgd(model, momentum=0.0), density=0.5, total_steps=10, growth="random", redistribution="none")
+    sm.SparseMomentum(
+        model,
+        sgd(model, momentum=0.0),
+        density=0.5,
+        total_steps=10,
+        growth="random",
+        redistribution="none",
+    )
 
 
 def test_dense_baseline_has_full_masks_and_never_updates():
@@ -349,5 +413,7 @@ def test_state_dict_of_another_density_is_refused():
     torch.manual_seed(0)
     model = mlp(10, 20, 5)
     other = sm.SparseMomentum(model, sgd(model), density=0.3, total_steps=100)
-    with pytest.raises(sm.UserError, match="the checkpoint keeps 150 non-zeros but density 0.3 means 90"):
+    with pytest.raises(
+        sm.UserError, match="the checkpoint keeps 150 non-zeros but density 0.3 means 90"
+    ):
         other.load_state_dict(sparsifier.state_dict())

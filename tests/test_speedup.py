@@ -3,14 +3,15 @@
 Estimated times are the measured dense time times a factor, so the tests check the factor
 (estimated / dense), which does not depend on how fast this machine is.
 """
+
 import pytest
 import torch
+from conftest import mlp
 from torch import nn
 
 import sparsemomentum as sm
 from sparsemomentum.analysis.speedup import estimate_speedup
 from sparsemomentum.errors import UserError
-from conftest import mlp
 
 
 def estimate(model, masks, inputs):
@@ -37,7 +38,9 @@ def test_a_single_active_weight_keeps_its_channel_and_feature_map():
 
 
 def test_grouped_convolution_judges_input_channels_within_their_group():
-    conv = nn.Conv2d(4, 4, 1, groups=2)  # weight [4, 2, 1, 1]: outputs 0-1 read inputs 0-1, outputs 2-3 inputs 2-3
+    conv = nn.Conv2d(
+        4, 4, 1, groups=2
+    )  # weight [4, 2, 1, 1]: outputs 0-1 read inputs 0-1, outputs 2-3 inputs 2-3
     mask = torch.zeros(4, 2, 1, 1, dtype=torch.bool)
     mask[0, 0] = True  # input 0 of group 0 only
     (layer,) = estimate(conv, {"weight": mask}, torch.randn(1, 4, 3, 3)).layers
@@ -90,9 +93,11 @@ def test_totals_sum_times_over_conv_layers_and_over_all_layers():
     assert conv_total.sparse_conv_speedup == pytest.approx(conv.sparse_conv_speedup)
     assert all_total.dense_ms == pytest.approx(conv.dense_ms + linear.dense_ms)
     assert all_total.channel_skip_speedup == pytest.approx(
-        (conv.dense_ms + linear.dense_ms) / (conv.channel_skip_ms + linear.channel_skip_ms))
+        (conv.dense_ms + linear.dense_ms) / (conv.channel_skip_ms + linear.channel_skip_ms)
+    )
     assert all_total.flop_speedup == pytest.approx(
-        (conv.dense_flops + linear.dense_flops) / (conv.sparse_flops + linear.sparse_flops))
+        (conv.dense_flops + linear.dense_flops) / (conv.sparse_flops + linear.sparse_flops)
+    )
 
 
 def test_a_model_without_convolutions_has_only_the_all_layers_total():
@@ -107,7 +112,10 @@ def test_sparse_backend_model_is_estimated_with_its_sparsifier_masks():
     sparsifier = sm.SparseMomentum(model, optimizer, density=0.2, total_steps=10, backend="sparse")
     result = estimate(model, sparsifier.masks, torch.randn(8, 30))
     densities = sparsifier.layer_densities()
-    assert [layer.weight_density for layer in result.layers] == [densities["0.weight"], densities["2.weight"]]
+    assert [layer.weight_density for layer in result.layers] == [
+        densities["0.weight"],
+        densities["2.weight"],
+    ]
     assert all(layer.dense_ms > 0 for layer in result.layers)
 
 
@@ -120,10 +128,13 @@ def test_format_table_has_a_row_per_layer_and_per_total():
     assert "total, conv layers" in table and "total, all layers" in table
 
 
-@pytest.mark.parametrize("masks, message", [
-    ({"missing.weight": torch.ones(3, 6, dtype=torch.bool)}, "names no Conv or Linear weight"),
-    ({"weight": torch.ones(6, 3, dtype=torch.bool)}, "has shape"),
-])
+@pytest.mark.parametrize(
+    "masks, message",
+    [
+        ({"missing.weight": torch.ones(3, 6, dtype=torch.bool)}, "names no Conv or Linear weight"),
+        ({"weight": torch.ones(6, 3, dtype=torch.bool)}, "has shape"),
+    ],
+)
 def test_masks_that_do_not_fit_the_model_are_refused(masks, message):
     with pytest.raises(UserError, match=message):
         estimate(nn.Linear(6, 3), masks, torch.randn(2, 6))

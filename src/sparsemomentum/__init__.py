@@ -1,11 +1,23 @@
 """sparsemomentum: train sparse networks from scratch with sparse momentum and its peers.
 
-    import sparsemomentum as sm
-    sparsifier = sm.SparseMomentum(model, optimizer, density=0.05, total_steps=steps)
-    ...  loss.backward(); sparsifier.step()          # in place of optimizer.step()
-    sparsifier.update_masks()                          # at the end of every epoch
+import sparsemomentum as sm
+sparsifier = sm.SparseMomentum(model, optimizer, density=0.05, total_steps=steps)
+...  loss.backward(); sparsifier.step()          # in place of optimizer.step()
+sparsifier.update_masks()                          # at the end of every epoch
 """
-from .algorithms import DSR, GMP, METHODS, SET, SNIP, Dense, RigL, SparseMomentum, Static, create_sparsifier
+
+from .algorithms import (
+    DSR,
+    GMP,
+    METHODS,
+    SET,
+    SNIP,
+    Dense,
+    RigL,
+    SparseMomentum,
+    Static,
+    create_sparsifier,
+)
 from .core.sparsifier import Sparsifier, UpdateReport
 from .errors import UserError
 from .export import load_exported
@@ -14,6 +26,21 @@ from .models import create_model, list_models, register_model
 __version__ = "0.1.0"
 
 __all__ = [
-    "DSR", "GMP", "METHODS", "SET", "SNIP", "Dense", "RigL", "SparseMomentum", "Static", "Sparsifier", "UpdateReport", "UserError",
-    "create_model", "create_sparsifier", "list_models", "load_exported", "register_model",
+    "DSR",
+    "GMP",
+    "METHODS",
+    "SET",
+    "SNIP",
+    "Dense",
+    "RigL",
+    "SparseMomentum",
+    "Static",
+    "Sparsifier",
+    "UpdateReport",
+    "UserError",
+    "create_model",
+    "create_sparsifier",
+    "list_models",
+    "load_exported",
+    "register_model",
 ]

@@ -5,6 +5,7 @@ plots) goes through :func:`atomic_file`: it is written to a temporary file besid
 destination, flushed to disk, and renamed over the destination only when complete. A
 killed process or a full disk leaves the old file (or none), never half of a new one.
 """
+
 from __future__ import annotations
 
 import os

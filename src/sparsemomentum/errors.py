@@ -14,7 +14,5 @@ class UserError(ValueError):
 def check_choice(option: str, value: str, choices) -> str:
     """Return ``value`` if it is one of ``choices``, else raise a UserError naming them."""
     if value not in choices:
-        raise UserError(
-            f"unknown {option} {value!r}; choose one of: {', '.join(sorted(choices))}."
-        )
+        raise UserError(f"unknown {option} {value!r}; choose one of: {', '.join(sorted(choices))}.")
     return value

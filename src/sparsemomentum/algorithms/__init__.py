@@ -1,4 +1,5 @@
 """Training methods: small classes that choose parts of the shared loop in ``core``."""
+
 from .dense import Dense
 from .dsr import DSR
 from .gmp import GMP
@@ -9,5 +10,16 @@ from .snip import SNIP
 from .sparse_momentum import SparseMomentum
 from .static import Static
 
-__all__ = ["DSR", "Dense", "GMP", "METHODS", "RigL", "SET", "SNIP", "SparseMomentum", "Static",
-           "create_sparsifier", "resolved_options"]
+__all__ = [
+    "DSR",
+    "Dense",
+    "GMP",
+    "METHODS",
+    "RigL",
+    "SET",
+    "SNIP",
+    "SparseMomentum",
+    "Static",
+    "create_sparsifier",
+    "resolved_options",
+]

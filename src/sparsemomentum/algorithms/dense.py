@@ -1,4 +1,5 @@
 """The dense baseline, run through the same loop so that comparisons are like for like."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,7 +21,9 @@ class Dense(Sparsifier):
 
     def __post_init__(self) -> None:
         if self.backend != "masked":
-            raise UserError("the dense baseline has no sparse layers to run on sparse kernels; drop --backend sparse.")
+            raise UserError(
+                "the dense baseline has no sparse layers to run on sparse kernels; drop --backend sparse."
+            )
         self.density = 1.0
         super().__post_init__()
 

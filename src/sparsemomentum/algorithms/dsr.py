@@ -1,4 +1,5 @@
 """DSR, dynamic sparse reparameterization (Mostafa & Wang 2019)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

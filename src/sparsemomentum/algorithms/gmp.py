@@ -1,4 +1,5 @@
 """Gradual magnitude pruning (Zhu & Gupta 2017): dense to the target with a cubic schedule."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,8 +40,10 @@ class GMP(Sparsifier):
     def update_due(self) -> bool:
         """Between start and end of pruning, and until the target is reached exactly."""
         started = self.step_count >= self.start_fraction * self.total_steps
-        return started and (self.step_count <= self.end_fraction * self.total_steps
-                            or self.nonzero_count() > self.target_nonzero_count())
+        return started and (
+            self.step_count <= self.end_fraction * self.total_steps
+            or self.nonzero_count() > self.target_nonzero_count()
+        )
 
     @torch.no_grad()
     def drop(self, prune_rate: float, shares: dict[str, float]) -> dict[str, int]:
@@ -52,7 +55,9 @@ class GMP(Sparsifier):
         keep = allocation.allocate(total, [float(s) for s in sizes], current)
         removed = {}
         for name, now, kept in zip(names, current, keep):
-            self.masks[name] = selection.drop_smallest(self.masks[name], self.weights[name].detach().abs(), now - kept)
+            self.masks[name] = selection.drop_smallest(
+                self.masks[name], self.weights[name].detach().abs(), now - kept
+            )
             removed[name] = now - kept
         return removed
 

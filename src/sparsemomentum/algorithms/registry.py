@@ -1,4 +1,5 @@
 """Methods by name, as ``--method`` and the experiment files refer to them."""
+
 from __future__ import annotations
 
 from dataclasses import fields
@@ -30,14 +31,18 @@ METHODS: dict[str, type[Sparsifier]] = {
 }
 
 
-def create_sparsifier(method: str, model: nn.Module, optimizer: torch.optim.Optimizer, **options: Any) -> Sparsifier:
+def create_sparsifier(
+    method: str, model: nn.Module, optimizer: torch.optim.Optimizer, **options: Any
+) -> Sparsifier:
     """Build method ``method`` on ``model``; ``options`` are the method's dataclass fields."""
     if method not in METHODS:
         raise UserError(f"unknown method {method!r}; choose one of: {', '.join(sorted(METHODS))}.")
     accepted = {f.name for f in fields(METHODS[method]) if f.init}
     for option in options:
         if option not in accepted:
-            owners = sorted(name for name, cls in METHODS.items() if option in {f.name for f in fields(cls)})
+            owners = sorted(
+                name for name, cls in METHODS.items() if option in {f.name for f in fields(cls)}
+            )
             raise UserError(
                 f"option {option!r} does not apply to method {method!r}; it is an option of: {', '.join(owners) or 'no method'}."
             )
@@ -47,4 +52,8 @@ def create_sparsifier(method: str, model: nn.Module, optimizer: torch.optim.Opti
 def resolved_options(sparsifier: Sparsifier) -> dict[str, Any]:
     """Every setting the method ended up with, its own defaults included (for config.json)."""
     skip = {"model", "optimizer", "layer_types", "mask_check"}
-    return {f.name: getattr(sparsifier, f.name) for f in fields(sparsifier) if f.init and f.name not in skip}
+    return {
+        f.name: getattr(sparsifier, f.name)
+        for f in fields(sparsifier)
+        if f.init and f.name not in skip
+    }

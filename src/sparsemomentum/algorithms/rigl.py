@@ -1,4 +1,5 @@
 """RigL (Evci et al. 2020): drop by magnitude, grow by the dense gradient of the current batch."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """SET (Mocanu et al. 2018): Erdős–Rényi masks, sign-aware magnitude pruning, random regrowth."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """SNIP (Lee et al. 2019): prune once at initialisation by connection sensitivity, then static."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,11 +33,16 @@ class SNIP(Sparsifier):
     @torch.no_grad()
     def choose_masks_from_gradients(self) -> None:
         names = list(self.weights)
-        scores = [(self.weights[n] * self.weights[n].grad).abs().flatten()
-                  if self.weights[n].grad is not None else torch.zeros(self.weights[n].numel(), device=self.weights[n].device)
-                  for n in names]
+        scores = [
+            (self.weights[n] * self.weights[n].grad).abs().flatten()
+            if self.weights[n].grad is not None
+            else torch.zeros(self.weights[n].numel(), device=self.weights[n].device)
+            for n in names
+        ]
         everything = torch.cat([s.cpu() for s in scores])
-        keep = selection.grow_largest(torch.zeros_like(everything, dtype=torch.bool), everything, self.target_nonzero_count())
+        keep = selection.grow_largest(
+            torch.zeros_like(everything, dtype=torch.bool), everything, self.target_nonzero_count()
+        )
         for name, part in zip(names, keep.split([s.numel() for s in scores])):
             self.masks[name] = part.view_as(self.weights[name]).to(self.weights[name].device)
         self.scored = True

@@ -1,4 +1,5 @@
 """Sparse momentum (Dettmers & Zettlemoyer 2019): the reference configuration of the core."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

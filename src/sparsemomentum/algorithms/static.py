@@ -1,4 +1,5 @@
 """Static sparse training: the random initial mask is never changed (the paper's lower bar)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

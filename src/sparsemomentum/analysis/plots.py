@@ -1,6 +1,7 @@
 """Plots of one run: per-layer density over training (the paper's redistribution figure)
 and the learning curves. matplotlib is imported on first use so importing the library and
 starting the CLI stay fast."""
+
 from __future__ import annotations
 
 import os

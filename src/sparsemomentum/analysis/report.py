@@ -5,6 +5,7 @@ Any folder works: a single run folder, a sweep folder, or anything holding run f
 summary.json. Runs are grouped by (model, dataset) into one table each; a row is a method or
 sweep variant, a column a density, and seeds are what the mean and standard error run over.
 """
+
 from __future__ import annotations
 
 import json
@@ -75,10 +76,16 @@ def find_runs(root: str | os.PathLike) -> list[RunRecord]:
         run_dir = summary_file.parent
         summary = json.loads(summary_file.read_text())
         config_file = run_dir / RunFolder.CONFIG
-        label = arm_from_path(run_dir, json.loads(config_file.read_text())) if config_file.exists() else None
+        label = (
+            arm_from_path(run_dir, json.loads(config_file.read_text()))
+            if config_file.exists()
+            else None
+        )
         runs.append(RunRecord(run_dir, label or summary["method"], summary))
     if not runs:
-        raise UserError(f"no finished runs (summary.json) under {root}; train some with `sparsemomentum sweep` or `train` first.")
+        raise UserError(
+            f"no finished runs (summary.json) under {root}; train some with `sparsemomentum sweep` or `train` first."
+        )
     return runs
 
 
@@ -89,8 +96,14 @@ class Group:
         self.model, self.dataset, self.runs = model, dataset, runs
         self.methods = {run.label: run.summary["method"] for run in runs}
         order = list(METHODS)
-        self.labels = sorted(self.methods, key=lambda label: (
-            self.methods[label] == "dense", order.index(label) if label in order else len(order), label))
+        self.labels = sorted(
+            self.methods,
+            key=lambda label: (
+                self.methods[label] == "dense",
+                order.index(label) if label in order else len(order),
+                label,
+            ),
+        )
         self.densities = sorted({run.density for run in runs})
         errors: dict[tuple[str, float], list[float]] = defaultdict(list)
         for run in runs:
@@ -108,7 +121,11 @@ class Group:
         """Per density, the sparse row with the lowest mean test error."""
         best = {}
         for density in self.densities:
-            candidates = [label for label in self.labels if self.methods[label] != "dense" and (label, density) in self.cells]
+            candidates = [
+                label
+                for label in self.labels
+                if self.methods[label] != "dense" and (label, density) in self.cells
+            ]
             if candidates:
                 best[density] = min(candidates, key=lambda label: self.cells[label, density].mean)
         return best
@@ -118,12 +135,18 @@ class Group:
         sparse = sorted({run.density for run in self.runs if not run.dense}) or self.densities
         if requested is not None:
             if round(requested, 6) not in self.densities:
-                raise UserError(f"no runs at density {requested:g} for {self.title}; choose one of: {', '.join(f'{d:g}' for d in self.densities)}.")
+                raise UserError(
+                    f"no runs at density {requested:g} for {self.title}; choose one of: {', '.join(f'{d:g}' for d in self.densities)}."
+                )
             return round(requested, 6)
         return min(sparse, key=lambda density: abs(math.log(density / DEFAULT_DENSITY)))
 
     def table(self) -> list[str]:
-        paper_columns = {d for d in self.densities if any(self.paper(label, d) is not None for label in self.labels)}
+        paper_columns = {
+            d
+            for d in self.densities
+            if any(self.paper(label, d) is not None for label in self.labels)
+        }
         header, rule = ["method"], ["---"]
         for density in self.densities:
             header.append(_percent(density))
@@ -166,8 +189,14 @@ def plot_layer_density(group: Group, density: float, path: Path) -> None:
     labels = [label for label in group.labels if label in chosen]
     columns = min(len(labels), 4)
     rows = math.ceil(len(labels) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.2 * rows), sharey=True, squeeze=False,
-                                layout="constrained")
+    figure, axes = plt.subplots(
+        rows,
+        columns,
+        figsize=(4 * columns, 3.2 * rows),
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
+    )
     for axis, label in zip(axes.flat, labels):
         metrics = chosen[label].metrics
         epochs = [m["epoch"] for m in metrics]
@@ -175,7 +204,7 @@ def plot_layer_density(group: Group, density: float, path: Path) -> None:
             axis.plot(epochs, [100 * m["layer_density"][layer] for m in metrics], label=layer)
         axis.set(title=f"{label} (seed {chosen[label].summary['seed']})", xlabel="epoch")
         axis.grid(alpha=0.3)
-    for axis in axes.flat[len(labels):]:
+    for axis in axes.flat[len(labels) :]:
         axis.set_visible(False)
     for axis in axes[:, 0]:
         axis.set_ylabel("density of layer (%)")
@@ -200,13 +229,25 @@ def plot_validation_accuracy(group: Group, density: float, path: Path) -> None:
     colors = _colors(group.labels)
     figure, axis = plt.subplots(figsize=(6.4, 4.0))
     for label in group.labels:
-        runs = [run for run in group.runs if run.label == label and run.metrics and (run.density == density or run.dense)]
+        runs = [
+            run
+            for run in group.runs
+            if run.label == label and run.metrics and (run.density == density or run.dense)
+        ]
         if runs:
             epochs, accuracy = _mean_curve(runs)
-            axis.plot(epochs, accuracy, color=colors[label], linestyle="--" if runs[0].dense else "-",
-                      label=f"{label} (n={len(runs)})")
-    axis.set(xlabel="epoch", ylabel="validation accuracy (%)",
-             title=f"Validation accuracy, {group.title}, {_percent(density)} density")
+            axis.plot(
+                epochs,
+                accuracy,
+                color=colors[label],
+                linestyle="--" if runs[0].dense else "-",
+                label=f"{label} (n={len(runs)})",
+            )
+    axis.set(
+        xlabel="epoch",
+        ylabel="validation accuracy (%)",
+        title=f"Validation accuracy, {group.title}, {_percent(density)} density",
+    )
     axis.grid(alpha=0.3)
     axis.legend(fontsize="small")
     save_figure(figure, path)
@@ -222,22 +263,51 @@ def plot_error_vs_density(group: Group, path: Path) -> None:
         points = [(d, group.cells[label, d]) for d in group.densities if (label, d) in group.cells]
         if group.methods[label] == "dense":
             for _, cell in points:
-                axis.axhline(cell.mean, color=colors[label], linestyle="--", label=f"{label} ({cell})")
+                axis.axhline(
+                    cell.mean, color=colors[label], linestyle="--", label=f"{label} ({cell})"
+                )
                 if cell.se:
-                    axis.axhspan(cell.mean - cell.se, cell.mean + cell.se, color=colors[label], alpha=0.15)
+                    axis.axhspan(
+                        cell.mean - cell.se, cell.mean + cell.se, color=colors[label], alpha=0.15
+                    )
             continue
         densities = [100 * d for d, _ in points]
-        axis.errorbar(densities, [c.mean for _, c in points], yerr=[c.se or 0.0 for _, c in points],
-                      color=colors[label], marker="o", capsize=3, label=label)
-        reference = [(100 * d, value) for d in group.densities if (value := group.paper(label, d)) is not None]
+        axis.errorbar(
+            densities,
+            [c.mean for _, c in points],
+            yerr=[c.se or 0.0 for _, c in points],
+            color=colors[label],
+            marker="o",
+            capsize=3,
+            label=label,
+        )
+        reference = [
+            (100 * d, value)
+            for d in group.densities
+            if (value := group.paper(label, d)) is not None
+        ]
         if reference:
-            axis.scatter(*zip(*reference), facecolors="none", edgecolors=colors[label], marker="s", zorder=3)
+            axis.scatter(
+                *zip(*reference), facecolors="none", edgecolors=colors[label], marker="s", zorder=3
+            )
     if any(group.paper(label, d) is not None for label in group.labels for d in group.densities):
-        axis.scatter([], [], facecolors="none", edgecolors="gray", marker="s", label=f"{CITATION} (open squares)")
+        axis.scatter(
+            [],
+            [],
+            facecolors="none",
+            edgecolors="gray",
+            marker="s",
+            label=f"{CITATION} (open squares)",
+        )
     # Log error axis: a method that fails at low density (static sparse at 1 %) would
     # otherwise flatten the differences between the others.
-    axis.set(xscale="log", yscale="log", xlabel="density (% of weights, log scale)", ylabel="test error (%, log scale)",
-             title=f"Test error vs density, {group.title}")
+    axis.set(
+        xscale="log",
+        yscale="log",
+        xlabel="density (% of weights, log scale)",
+        ylabel="test error (%, log scale)",
+        title=f"Test error vs density, {group.title}",
+    )
     from matplotlib.ticker import FuncFormatter, LogLocator
 
     axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
@@ -251,7 +321,9 @@ def plot_error_vs_density(group: Group, path: Path) -> None:
     plt.close(figure)
 
 
-def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None, density: float | None = None) -> Path:
+def write_report(
+    root: str | os.PathLike, out: str | os.PathLike | None = None, density: float | None = None
+) -> Path:
     """Write report.md and its PNG figures into ``out`` (default: ``root``); returns report.md."""
     runs = find_runs(root)
     out = Path(out) if out is not None else Path(root)
@@ -261,7 +333,8 @@ def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None, 
         grouped[run.summary["model"], run.summary["dataset"]].append(run)
 
     lines = [
-        "# Report", "",
+        "# Report",
+        "",
         f"{len(runs)} finished runs under `{root}`. Test error in % as mean ± standard error over seeds "
         f"(number of runs); *paper*: the value reported by {CITATION}, where there is one.",
     ]
@@ -270,12 +343,20 @@ def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None, 
         lines += ["", f"## {group.title}", "", *group.table(), ""]
         best = group.best_sparse()
         if best:
-            lines.append("Lowest mean test error among sparse methods: " + "; ".join(
-                f"{_percent(d)}: {label} ({group.cells[label, d].mean:.2f} %)" for d, label in best.items()) + ".")
+            lines.append(
+                "Lowest mean test error among sparse methods: "
+                + "; ".join(
+                    f"{_percent(d)}: {label} ({group.cells[label, d].mean:.2f} %)"
+                    for d, label in best.items()
+                )
+                + "."
+            )
         chosen = group.figure_density(density)
         if any(run.metrics for run in members if run.density == chosen):
-            for kind, caption, plot in (("layer-density", "Per-layer density over training", plot_layer_density),
-                                        ("validation-accuracy", "Validation accuracy per epoch", plot_validation_accuracy)):
+            for kind, caption, plot in (
+                ("layer-density", "Per-layer density over training", plot_layer_density),
+                ("validation-accuracy", "Validation accuracy per epoch", plot_validation_accuracy),
+            ):
                 name = f"{model}_{dataset}_{kind}_{density_folder(chosen)}.png"
                 plot(group, chosen, out / name)
                 lines += ["", f"![{caption}, {_percent(chosen)} density]({name})"]

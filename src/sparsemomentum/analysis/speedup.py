@@ -16,6 +16,7 @@ measured kernels (benchmarks/training_step.py) to say what is real. The paper co
 forward pass only; the totals here come once over conv layers (the paper's number) and
 once over every Conv and Linear layer, still forward only.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -130,8 +131,10 @@ class SpeedupEstimate:
 
     def format_table(self) -> str:
         """A markdown table: one row per layer, then one per total (densities left blank there)."""
-        header = ("| layer | weight | MFLOP | dense ms | weight density | input density | in ch. | out ch. "
-                  "| FLOP x | sparse conv x | channel skip x |")
+        header = (
+            "| layer | weight | MFLOP | dense ms | weight density | input density | in ch. | out ch. "
+            "| FLOP x | sparse conv x | channel skip x |"
+        )
         lines = [header, "|" + "---|" * (header.count("|") - 1)]
         for layer in self.layers:
             shape = "x".join(map(str, layer.weight_shape))
@@ -149,8 +152,10 @@ class SpeedupEstimate:
 
 
 def _speedup_text(estimate: _SpeedUps) -> str:
-    return (f"{estimate.flop_speedup:.2f} | {estimate.sparse_conv_speedup:.2f} "
-            f"| {estimate.channel_skip_speedup:.2f}")
+    return (
+        f"{estimate.flop_speedup:.2f} | {estimate.sparse_conv_speedup:.2f} "
+        f"| {estimate.channel_skip_speedup:.2f}"
+    )
 
 
 def _median_ms(call: Callable[[], object], repeats: int) -> float:
@@ -177,7 +182,9 @@ def _non_empty_fractions(mask: torch.Tensor, groups: int) -> tuple[float, float]
     return float(inputs.float().mean()), float(outputs.float().mean())
 
 
-def _masks_per_layer(layers: Mapping[str, nn.Module], masks: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _masks_per_layer(
+    layers: Mapping[str, nn.Module], masks: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """Each layer's mask as booleans beside its weight; all ones (dense) for a layer without a mask."""
     layer_of = {f"{name}.weight" if name else "weight": name for name in layers}
     unknown = sorted(set(masks) - set(layer_of))
@@ -200,8 +207,9 @@ def _masks_per_layer(layers: Mapping[str, nn.Module], masks: Mapping[str, torch.
 
 
 @torch.no_grad()
-def estimate_speedup(model: nn.Module, masks: Mapping[str, torch.Tensor], inputs: torch.Tensor,
-                     repeats: int = 7) -> SpeedupEstimate:
+def estimate_speedup(
+    model: nn.Module, masks: Mapping[str, torch.Tensor], inputs: torch.Tensor, repeats: int = 7
+) -> SpeedupEstimate:
     """Estimate the speed-up of ``model``'s forward pass under ``masks`` on the batch ``inputs``.
 
     ``masks`` maps weight names to boolean masks, as ``Sparsifier.masks`` (``"conv1.weight"``);
@@ -215,7 +223,9 @@ def estimate_speedup(model: nn.Module, masks: Mapping[str, torch.Tensor], inputs
     move by one batch). The dense time comes from the module class's own ``forward``, so a
     model on the sparse backend, whose Linear layers run sparse kernels, is still timed dense.
     """
-    layers = {name: module for name, module in model.named_modules() if isinstance(module, LAYER_TYPES)}
+    layers = {
+        name: module for name, module in model.named_modules() if isinstance(module, LAYER_TYPES)
+    }
     layer_masks = _masks_per_layer(layers, masks)
     # Per layer: its input (to time on), the input's density, taken in the hook because a later
     # in-place op may change the tensor, and the output size.
@@ -226,6 +236,7 @@ def estimate_speedup(model: nn.Module, masks: Mapping[str, torch.Tensor], inputs
             if name not in recorded:
                 density = float(torch.count_nonzero(args[0])) / args[0].numel()
                 recorded[name] = (args[0], density, output.numel())
+
         return hook
 
     handles = [module.register_forward_hook(record(name)) for name, module in layers.items()]
@@ -235,7 +246,9 @@ def estimate_speedup(model: nn.Module, masks: Mapping[str, torch.Tensor], inputs
         for handle in handles:
             handle.remove()
     if not recorded:
-        raise UserError("the batch reached no Conv or Linear layer of the model, so there is nothing to estimate.")
+        raise UserError(
+            "the batch reached no Conv or Linear layer of the model, so there is nothing to estimate."
+        )
 
     estimates = []
     for name, (layer_input, input_density, output_size) in recorded.items():  # forward order
@@ -243,18 +256,20 @@ def estimate_speedup(model: nn.Module, masks: Mapping[str, torch.Tensor], inputs
         weight = module.weight
         input_channels, output_channels = _non_empty_fractions(mask, getattr(module, "groups", 1))
         dense_forward = type(module).forward
-        estimates.append(LayerEstimate(
-            name=name or "(model)",
-            kind="linear" if isinstance(module, nn.Linear) else "conv",
-            weight_shape=tuple(weight.shape),
-            # One multiply-add (2 FLOPs) per output element and fan-in weight.
-            dense_flops=2 * output_size * (weight.numel() // weight.shape[0]),
-            dense_ms=_median_ms(lambda: dense_forward(module, layer_input), repeats),
-            weight_density=float(torch.count_nonzero(mask)) / mask.numel(),
-            input_density=input_density,
-            input_channels=input_channels,
-            output_channels=output_channels,
-        ))
+        estimates.append(
+            LayerEstimate(
+                name=name or "(model)",
+                kind="linear" if isinstance(module, nn.Linear) else "conv",
+                weight_shape=tuple(weight.shape),
+                # One multiply-add (2 FLOPs) per output element and fan-in weight.
+                dense_flops=2 * output_size * (weight.numel() // weight.shape[0]),
+                dense_ms=_median_ms(lambda: dense_forward(module, layer_input), repeats),
+                weight_density=float(torch.count_nonzero(mask)) / mask.numel(),
+                input_density=input_density,
+                input_channels=input_channels,
+                output_channels=output_channels,
+            )
+        )
     convs = [layer for layer in estimates if layer.kind == "conv"]
     totals = [TotalEstimate.over("conv layers (the paper's scope)", convs)] if convs else []
     totals.append(TotalEstimate.over("all layers", estimates))

@@ -19,6 +19,7 @@ Without a compiler, or with ``SPARSEMOMENTUM_KERNELS=torch``, :func:`library` re
 and the sparse backend uses torch's own sparse operations (the same results, slower); the
 first miss prints one line saying so and how to get the compiled ones.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -46,9 +47,42 @@ def _sources() -> list[Path]:
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-fPIC", "-shared"]
 _i64, _i32, _f32, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_float, ctypes.c_void_p
 _SIGNATURES = {
-    "sm_spmm": [_i64, _i64, _ptr, _ptr, _ptr, _i64, _i64, _ptr, _ptr, _ptr, _ptr, _i64, _ptr, _ptr, _i64, _i32],
+    "sm_spmm": [
+        _i64,
+        _i64,
+        _ptr,
+        _ptr,
+        _ptr,
+        _i64,
+        _i64,
+        _ptr,
+        _ptr,
+        _ptr,
+        _ptr,
+        _i64,
+        _ptr,
+        _ptr,
+        _i64,
+        _i32,
+    ],
     "sm_sddmm": [_i64, _i64, _ptr, _ptr, _ptr, _i64, _ptr, _i64, _ptr, _i64, _i64, _i32],
-    "sm_sgd": [_i64, _ptr, _ptr, _i64, _ptr, _ptr, _ptr, _f32, _f32, _f32, _f32, _i32, _i32, _i32, _i32],
+    "sm_sgd": [
+        _i64,
+        _ptr,
+        _ptr,
+        _i64,
+        _ptr,
+        _ptr,
+        _ptr,
+        _f32,
+        _f32,
+        _f32,
+        _f32,
+        _i32,
+        _i32,
+        _i32,
+        _i32,
+    ],
     "sm_conv2d_forward": [_ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _i32],
     "sm_conv2d_backward": [_ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _i32],
 }
@@ -72,14 +106,21 @@ def _build(compiler: str, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         partial = Path(scratch) / target.name
-        subprocess.run([compiler, *FLAGS, *map(str, _sources()), "-o", str(partial)],
-                       check=True, capture_output=True, text=True)
+        subprocess.run(
+            [compiler, *FLAGS, *map(str, _sources()), "-o", str(partial)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         os.replace(partial, target)  # atomic: another process sees the whole library or none
 
 
 def _unavailable(reason: str) -> None:
-    print(f"sparsemomentum: {reason}; the sparse backend uses torch's sparse operations instead "
-          "(same results, slower).", file=sys.stderr)
+    print(
+        f"sparsemomentum: {reason}; the sparse backend uses torch's sparse operations instead "
+        "(same results, slower).",
+        file=sys.stderr,
+    )
 
 
 @lru_cache(maxsize=1)
@@ -89,18 +130,30 @@ def library() -> ctypes.CDLL | None:
         return None
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     sources = [part for path in _sources() for part in (path.name.encode(), path.read_bytes())]
-    key = hashlib.sha256(b"\0".join([*sources, " ".join(FLAGS).encode(), _cpu_identity().encode(),
-                                     (compiler or "").encode()])).hexdigest()[:16]
+    key = hashlib.sha256(
+        b"\0".join(
+            [
+                *sources,
+                " ".join(FLAGS).encode(),
+                _cpu_identity().encode(),
+                (compiler or "").encode(),
+            ]
+        )
+    ).hexdigest()[:16]
     target = _cache_dir() / f"sparse_kernels-{key}.so"
     if not target.exists():
         if compiler is None:
-            _unavailable("no C compiler found (install gcc, or set $CC, to get the compiled kernels)")
+            _unavailable(
+                "no C compiler found (install gcc, or set $CC, to get the compiled kernels)"
+            )
             return None
         try:
             _build(compiler, target)
         except (OSError, subprocess.CalledProcessError) as error:
             detail = getattr(error, "stderr", None) or str(error)
-            _unavailable(f"building the compiled kernels with {compiler} failed ({detail.strip().splitlines()[-1]})")
+            _unavailable(
+                f"building the compiled kernels with {compiler} failed ({detail.strip().splitlines()[-1]})"
+            )
             return None
     lib = ctypes.CDLL(str(target))
     for name, arguments in _SIGNATURES.items():
@@ -112,63 +165,167 @@ def library() -> ctypes.CDLL | None:
 
 def usable(*tensors: torch.Tensor | None) -> bool:
     """Whether the compiled kernels can take these tensors (float32 on the CPU) and are available."""
-    return all(t is None or (t.dtype == torch.float32 and t.device.type == "cpu") for t in tensors) and library() is not None
+    return (
+        all(t is None or (t.dtype == torch.float32 and t.device.type == "cpu") for t in tensors)
+        and library() is not None
+    )
 
 
 def _address(tensor: torch.Tensor | None) -> int | None:
     return None if tensor is None else tensor.data_ptr()
 
 
-def spmm(offsets: torch.Tensor, columns: torch.Tensor, weight: torch.Tensor, row_stride: int, column_stride: int,
-         x: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor, values: torch.Tensor | None = None,
-         value_index: torch.Tensor | None = None, values_out: torch.Tensor | None = None) -> torch.Tensor:
+def spmm(
+    offsets: torch.Tensor,
+    columns: torch.Tensor,
+    weight: torch.Tensor,
+    row_stride: int,
+    column_stride: int,
+    x: torch.Tensor,
+    bias: torch.Tensor | None,
+    out: torch.Tensor,
+    values: torch.Tensor | None = None,
+    value_index: torch.Tensor | None = None,
+    values_out: torch.Tensor | None = None,
+) -> torch.Tensor:
     """out[r] = bias[r] + sum of W(r, c) x[c] over the pattern; x [columns, batch] and out [rows, batch], rows contiguous.
 
     W(r, c) comes from the dense ``weight`` through the strides, or from ``values[value_index[k]]``
     for the k-th entry; ``values_out`` receives the values read, in pattern order.
     """
     rows, batch = out.shape
-    library().sm_spmm(rows, batch, offsets.data_ptr(), columns.data_ptr(), weight.data_ptr(), row_stride, column_stride,
-                      _address(values), _address(value_index), _address(values_out),
-                      x.data_ptr(), x.stride(0), _address(bias), out.data_ptr(), out.stride(0), torch.get_num_threads())
+    library().sm_spmm(
+        rows,
+        batch,
+        offsets.data_ptr(),
+        columns.data_ptr(),
+        weight.data_ptr(),
+        row_stride,
+        column_stride,
+        _address(values),
+        _address(value_index),
+        _address(values_out),
+        x.data_ptr(),
+        x.stride(0),
+        _address(bias),
+        out.data_ptr(),
+        out.stride(0),
+        torch.get_num_threads(),
+    )
     return out
 
 
-def sddmm(offsets: torch.Tensor, columns: torch.Tensor, dy: torch.Tensor, x: torch.Tensor,
-          grad: torch.Tensor, row_stride: int, column_stride: int) -> None:
+def sddmm(
+    offsets: torch.Tensor,
+    columns: torch.Tensor,
+    dy: torch.Tensor,
+    x: torch.Tensor,
+    grad: torch.Tensor,
+    row_stride: int,
+    column_stride: int,
+) -> None:
     """grad(r, c) = dy[r] . x[c] at the pattern's positions of the dense ``grad`` (others untouched)."""
     rows, batch = dy.shape
-    library().sm_sddmm(rows, batch, offsets.data_ptr(), columns.data_ptr(), dy.data_ptr(), dy.stride(0),
-                       x.data_ptr(), x.stride(0), grad.data_ptr(), row_stride, column_stride, torch.get_num_threads())
+    library().sm_sddmm(
+        rows,
+        batch,
+        offsets.data_ptr(),
+        columns.data_ptr(),
+        dy.data_ptr(),
+        dy.stride(0),
+        x.data_ptr(),
+        x.stride(0),
+        grad.data_ptr(),
+        row_stride,
+        column_stride,
+        torch.get_num_threads(),
+    )
 
 
-def sgd(offsets: torch.Tensor, columns: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor,
-        buffer: torch.Tensor | None, lr: float, weight_decay: float, momentum: float, dampening: float,
-        nesterov: bool, first_step: bool, missing_momentum: bool = False) -> None:
+def sgd(
+    offsets: torch.Tensor,
+    columns: torch.Tensor,
+    weight: torch.Tensor,
+    grad: torch.Tensor,
+    buffer: torch.Tensor | None,
+    lr: float,
+    weight_decay: float,
+    momentum: float,
+    dampening: float,
+    nesterov: bool,
+    first_step: bool,
+    missing_momentum: bool = False,
+) -> None:
     """torch's SGD update of a contiguous weight [rows, ...] at the pattern's positions (columns index a row's elements), in place.
 
     ``missing_momentum``: ``grad`` is dense, and the momentum of every other position steps too.
     """
-    library().sm_sgd(offsets.numel() - 1, offsets.data_ptr(), columns.data_ptr(), weight[0].numel(), weight.data_ptr(),
-                     grad.data_ptr(), _address(buffer), lr, weight_decay, momentum, dampening, int(nesterov),
-                     int(first_step), int(missing_momentum), torch.get_num_threads())
+    library().sm_sgd(
+        offsets.numel() - 1,
+        offsets.data_ptr(),
+        columns.data_ptr(),
+        weight[0].numel(),
+        weight.data_ptr(),
+        grad.data_ptr(),
+        _address(buffer),
+        lr,
+        weight_decay,
+        momentum,
+        dampening,
+        int(nesterov),
+        int(first_step),
+        int(missing_momentum),
+        torch.get_num_threads(),
+    )
 
 
-def conv2d_forward(geometry: torch.Tensor, offsets: torch.Tensor, columns: torch.Tensor, weight: torch.Tensor,
-                   input: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor) -> torch.Tensor:
+def conv2d_forward(
+    geometry: torch.Tensor,
+    offsets: torch.Tensor,
+    columns: torch.Tensor,
+    weight: torch.Tensor,
+    input: torch.Tensor,
+    bias: torch.Tensor | None,
+    out: torch.Tensor,
+) -> torch.Tensor:
     """out = conv2d(input, weight at the pattern, bias); all contiguous, ``geometry`` from ``SparseConvLayout.geometry``."""
-    library().sm_conv2d_forward(geometry.data_ptr(), offsets.data_ptr(), columns.data_ptr(), weight.data_ptr(),
-                                input.data_ptr(), _address(bias), out.data_ptr(), torch.get_num_threads())
+    library().sm_conv2d_forward(
+        geometry.data_ptr(),
+        offsets.data_ptr(),
+        columns.data_ptr(),
+        weight.data_ptr(),
+        input.data_ptr(),
+        _address(bias),
+        out.data_ptr(),
+        torch.get_num_threads(),
+    )
     return out
 
 
-def conv2d_backward(geometry: torch.Tensor, offsets: torch.Tensor, columns: torch.Tensor,
-                    transposed_offsets: torch.Tensor, transposed_entries: torch.Tensor, weight: torch.Tensor,
-                    input: torch.Tensor, grad_output: torch.Tensor, grad_input: torch.Tensor | None,
-                    grad_weight: torch.Tensor | None) -> None:
+def conv2d_backward(
+    geometry: torch.Tensor,
+    offsets: torch.Tensor,
+    columns: torch.Tensor,
+    transposed_offsets: torch.Tensor,
+    transposed_entries: torch.Tensor,
+    weight: torch.Tensor,
+    input: torch.Tensor,
+    grad_output: torch.Tensor,
+    grad_input: torch.Tensor | None,
+    grad_weight: torch.Tensor | None,
+) -> None:
     """The convolution's input gradient into ``grad_input`` and/or its weight gradient at the pattern's
     positions of the dense ``grad_weight`` (others untouched), in one pass; None skips one."""
-    library().sm_conv2d_backward(geometry.data_ptr(), offsets.data_ptr(), columns.data_ptr(),
-                                 transposed_offsets.data_ptr(), transposed_entries.data_ptr(), weight.data_ptr(),
-                                 input.data_ptr(), grad_output.data_ptr(), _address(grad_input),
-                                 _address(grad_weight), torch.get_num_threads())
+    library().sm_conv2d_backward(
+        geometry.data_ptr(),
+        offsets.data_ptr(),
+        columns.data_ptr(),
+        transposed_offsets.data_ptr(),
+        transposed_entries.data_ptr(),
+        weight.data_ptr(),
+        input.data_ptr(),
+        grad_output.data_ptr(),
+        _address(grad_input),
+        _address(grad_weight),
+        torch.get_num_threads(),
+    )

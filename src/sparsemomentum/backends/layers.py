@@ -7,6 +7,7 @@ seeing dense Parameters. Where a sparse kernel would lose, the layer stays dense
 handle says why: sparse momentum fills some layers almost completely, so that decision is
 taken again at every mask update.
 """
+
 from __future__ import annotations
 
 import torch
@@ -52,16 +53,24 @@ class _SparseForward:
     def build(self, mask: torch.Tensor) -> Layout:
         module = self.module
         if isinstance(module, nn.Conv2d):
-            return SparseConvLayout(module.weight, mask, module.stride, module.padding, module.dilation)
+            return SparseConvLayout(
+                module.weight, mask, module.stride, module.padding, module.dilation
+            )
         return SparseLinearLayout(module.weight, mask)
 
     def __call__(self, input: torch.Tensor) -> torch.Tensor:
         module = self.module
         if self.layout is None:
-            return type(module).forward(module, input)  # the class's own: the instance attribute is this object
+            return type(module).forward(
+                module, input
+            )  # the class's own: the instance attribute is this object
         if isinstance(self.layout, SparseConvLayout):
-            return masked_conv2d(input, module.weight, module.bias, self.layout, self.dense_weight_gradient)
-        return masked_linear(input, module.weight, module.bias, self.layout, self.dense_weight_gradient)
+            return masked_conv2d(
+                input, module.weight, module.bias, self.layout, self.dense_weight_gradient
+            )
+        return masked_linear(
+            input, module.weight, module.bias, self.layout, self.dense_weight_gradient
+        )
 
 
 class SparseLayersHandle:
@@ -72,8 +81,13 @@ class SparseLayersHandle:
     density crosses ``max_density`` (None: :data:`DEFAULT_MAX_DENSITY` of its kind).
     """
 
-    def __init__(self, forwards: dict[str, _SparseForward], dense: dict[str, str],
-                 max_density: float | None, min_weights: int) -> None:
+    def __init__(
+        self,
+        forwards: dict[str, _SparseForward],
+        dense: dict[str, str],
+        max_density: float | None,
+        min_weights: int,
+    ) -> None:
         self._forwards = forwards
         self._fixed_dense = dense
         self.max_density = max_density
@@ -88,7 +102,9 @@ class SparseLayersHandle:
         if isinstance(module, nn.Linear) and mask.numel() < self.min_weights:
             return f"{mask.numel():,} weights: fixed per-call costs outweigh the saving below {self.min_weights:,}"
         density = int(torch.count_nonzero(mask)) / mask.numel()
-        limit = self.max_density if self.max_density is not None else DEFAULT_MAX_DENSITY[type(module)]
+        limit = (
+            self.max_density if self.max_density is not None else DEFAULT_MAX_DENSITY[type(module)]
+        )
         if density > limit:
             return f"density {density:.0%} is above {limit:.0%}, where dense kernels are faster"
         return None
@@ -96,7 +112,9 @@ class SparseLayersHandle:
     def _classify(self) -> None:
         self.sparse = {name: f.module for name, f in self._forwards.items() if f.layout is not None}
         self.dense = dict(self._fixed_dense)
-        self.dense.update({name: f.reason for name, f in self._forwards.items() if f.layout is None})
+        self.dense.update(
+            {name: f.reason for name, f in self._forwards.items() if f.layout is None}
+        )
 
     def rebuild(self, masks: dict[str, torch.Tensor]) -> None:
         """New layouts after a mask update (also after moving the model to another device or dtype).
@@ -105,7 +123,9 @@ class SparseLayersHandle:
         """
         missing = [name for name in self._forwards if name not in masks]
         if missing:
-            raise UserError(f"rebuild needs a mask for every sparse layer; {missing[0]!r} has none.")
+            raise UserError(
+                f"rebuild needs a mask for every sparse layer; {missing[0]!r} has none."
+            )
         for name, forward in self._forwards.items():
             forward.reason = self._why_dense(forward.module, masks[name])
             forward.layout = None if forward.reason else forward.build(masks[name])
@@ -129,8 +149,13 @@ class SparseLayersHandle:
         self.sparse.clear()
 
 
-def sparsify_layers(model: nn.Module, masks: dict[str, torch.Tensor], dense_weight_gradient: bool = False,
-                    max_density: float | None = 1.0, min_weights: int = 0) -> SparseLayersHandle:
+def sparsify_layers(
+    model: nn.Module,
+    masks: dict[str, torch.Tensor],
+    dense_weight_gradient: bool = False,
+    max_density: float | None = 1.0,
+    min_weights: int = 0,
+) -> SparseLayersHandle:
     """Run every masked plain ``nn.Linear`` and ``nn.Conv2d`` (groups=1, zero padding) of ``model`` on sparse kernels.
 
     ``masks`` maps parameter names (``"fc1.weight"``, as ``Sparsifier.masks``) to boolean
@@ -145,14 +170,22 @@ def sparsify_layers(model: nn.Module, masks: dict[str, torch.Tensor], dense_weig
     for name, mask in masks.items():
         module_name, _, parameter = name.rpartition(".")
         module = modules.get(module_name)
-        if module is None or parameter != "weight" or not isinstance(getattr(module, "weight", None), nn.Parameter):
-            raise UserError(f"the mask {name!r} names no module weight of this model; pass the masks of this model.")
+        if (
+            module is None
+            or parameter != "weight"
+            or not isinstance(getattr(module, "weight", None), nn.Parameter)
+        ):
+            raise UserError(
+                f"the mask {name!r} names no module weight of this model; pass the masks of this model."
+            )
         reason = _kernel_kind(module)
         if reason is not None:
             dense[name] = reason
             continue
         if "forward" in module.__dict__:
-            raise UserError(f"{module_name or 'the model'} already has its own forward; remove the earlier handle first.")
+            raise UserError(
+                f"{module_name or 'the model'} already has its own forward; remove the earlier handle first."
+            )
         forwards[name] = _SparseForward(module, dense_weight_gradient)
     handle = SparseLayersHandle(forwards, dense, max_density, min_weights)
     handle.rebuild({name: masks[name] for name in forwards})

@@ -39,6 +39,7 @@ at 1 %; LeNet-5-Caffe's conv2 (5x5 20->50, 12x12, batch 100): 5.4-6.3x at 5 %, 7
 at 1 %. At 1 % about half of the time is reading and writing the activations (the same
 traffic a dense convolution has).
 """
+
 from __future__ import annotations
 
 from typing import Any, Union
@@ -58,7 +59,9 @@ Padding = Union[int, tuple[int, int], str]
 def _pair(value: Pair, name: str) -> tuple[int, int]:
     pair = (value, value) if isinstance(value, int) else tuple(value)
     if len(pair) != 2 or not all(isinstance(v, int) for v in pair):
-        raise UserError(f"a sparse convolution's {name} must be an int or a pair of ints, got {value!r}.")
+        raise UserError(
+            f"a sparse convolution's {name} must be an int or a pair of ints, got {value!r}."
+        )
     return pair
 
 
@@ -70,8 +73,14 @@ class SparseConvLayout:
     ``nn.Conv2d``; the transposed pattern depends on stride and dilation, hence they live here.
     """
 
-    def __init__(self, weight: torch.Tensor, mask: torch.Tensor, stride: Pair = 1, padding: Padding = 0,
-                 dilation: Pair = 1) -> None:
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        mask: torch.Tensor,
+        stride: Pair = 1,
+        padding: Padding = 0,
+        dilation: Pair = 1,
+    ) -> None:
         if weight.dim() != 4 or tuple(mask.shape) != tuple(weight.shape):
             raise UserError(
                 f"a sparse convolution layout needs a 4-D weight and a mask of its shape, got weight "
@@ -81,7 +90,9 @@ class SparseConvLayout:
         self.stride = _pair(stride, "stride")
         self.dilation = _pair(dilation, "dilation")
         if min(self.stride) < 1 or min(self.dilation) < 1:
-            raise UserError(f"stride and dilation must be at least 1, got {self.stride} and {self.dilation}.")
+            raise UserError(
+                f"stride and dilation must be at least 1, got {self.stride} and {self.dilation}."
+            )
         self.padding = padding if isinstance(padding, str) else _pair(padding, "padding")
         self.pads = self._pads()  # (top, bottom, left, right)
         # a copy: masks are updated in place, and the fallback must use the mask of this pattern
@@ -90,8 +101,12 @@ class SparseConvLayout:
         rows, cols = self.mask.cpu().reshape(self.out_channels, -1).nonzero(as_tuple=True)
         self.offsets = row_offsets(rows, self.out_channels)
         self.columns = cols.to(torch.int32)
-        self.flat_index = (rows * (self.in_channels * taps) + cols).to(weight.device)  # positions in weight.view(-1)
-        self.compiled = compiled.usable(weight)  # whether the values-only SGD step may use the compiled kernel
+        self.flat_index = (rows * (self.in_channels * taps) + cols).to(
+            weight.device
+        )  # positions in weight.view(-1)
+        self.compiled = compiled.usable(
+            weight
+        )  # whether the values-only SGD step may use the compiled kernel
         # Transposed pattern: rows (c, phase) = c * sh*sw + phase, entries o * taps + tap, in row order.
         channel, tap = cols // taps, cols % taps
         (sh, sw), (dh, dw) = self.stride, self.dilation
@@ -106,13 +121,17 @@ class SparseConvLayout:
             return (0, 0, 0, 0)
         if self.padding == "same":
             if self.stride != (1, 1):
-                raise UserError("padding='same' needs stride 1 (as in torch); give the padding as numbers instead.")
+                raise UserError(
+                    "padding='same' needs stride 1 (as in torch); give the padding as numbers instead."
+                )
             total_h = self.dilation[0] * (self.kernel_h - 1)
             total_w = self.dilation[1] * (self.kernel_w - 1)
             # torch pads the odd extra row and column at the bottom and right
             return (total_h // 2, total_h - total_h // 2, total_w // 2, total_w - total_w // 2)
         if isinstance(self.padding, str):
-            raise UserError(f"unknown padding {self.padding!r}; use an int, a pair of ints, 'valid' or 'same'.")
+            raise UserError(
+                f"unknown padding {self.padding!r}; use an int, a pair of ints, 'valid' or 'same'."
+            )
         if min(self.padding) < 0:
             raise UserError(f"padding must not be negative, got {self.padding}.")
         ph, pw = self.padding
@@ -131,20 +150,40 @@ class SparseConvLayout:
         batch, channels, height, width = input_shape
         out_h, out_w = self.output_size(height, width)
         top, _, left, _ = self.pads
-        return torch.tensor([batch, channels, height, width, self.out_channels, self.kernel_h, self.kernel_w,
-                             *self.stride, top, left, *self.dilation, out_h, out_w], dtype=torch.int64)
+        return torch.tensor(
+            [
+                batch,
+                channels,
+                height,
+                width,
+                self.out_channels,
+                self.kernel_h,
+                self.kernel_w,
+                *self.stride,
+                top,
+                left,
+                *self.dilation,
+                out_h,
+                out_w,
+            ],
+            dtype=torch.int64,
+        )
 
     def check(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         """One sentence for arguments this layout cannot take (the kernels trust these shapes)."""
         shape = (self.out_channels, self.in_channels, self.kernel_h, self.kernel_w)
-        if tuple(weight.shape) != shape or (bias is not None and tuple(bias.shape) != (self.out_channels,)):
+        if tuple(weight.shape) != shape or (
+            bias is not None and tuple(bias.shape) != (self.out_channels,)
+        ):
             raise UserError(
                 f"this layout was built for a weight of shape {shape} (and a bias of {self.out_channels}), got "
                 f"{tuple(weight.shape)}{'' if bias is None else f' and {tuple(bias.shape)}'}; rebuild the layout."
             )
         if input.dim() != 4:
-            raise UserError(f"a sparse convolution takes a 4-D [batch, channels, height, width] input, "
-                            f"got shape {tuple(input.shape)}.")
+            raise UserError(
+                f"a sparse convolution takes a 4-D [batch, channels, height, width] input, "
+                f"got shape {tuple(input.shape)}."
+            )
         if input.shape[1] != self.in_channels:
             raise UserError(
                 f"the input has {input.shape[1]} channels but the weight takes {self.in_channels}: grouped "
@@ -152,19 +191,26 @@ class SparseConvLayout:
             )
         out_h, out_w = self.output_size(input.shape[2], input.shape[3])
         if out_h < 1 or out_w < 1:
-            raise UserError(f"an input of {input.shape[2]}x{input.shape[3]} is smaller than the padded "
-                            f"{self.kernel_h}x{self.kernel_w} kernel (dilation {self.dilation}); "
-                            "give it a larger input or more padding.")
+            raise UserError(
+                f"an input of {input.shape[2]}x{input.shape[3]} is smaller than the padded "
+                f"{self.kernel_h}x{self.kernel_w} kernel (dilation {self.dilation}); "
+                "give it a larger input or more padding."
+            )
 
-    def dense_weight_gradient(self, input: torch.Tensor, weight_shape: torch.Size,
-                              grad_output: torch.Tensor) -> torch.Tensor:
+    def dense_weight_gradient(
+        self, input: torch.Tensor, weight_shape: torch.Size, grad_output: torch.Tensor
+    ) -> torch.Tensor:
         """The full dW of the convolution (torch's dense kernel), for the momentum window."""
         top, bottom, left, right = self.pads
-        if top != bottom or left != right:  # asymmetric ("same" with an even kernel): pad explicitly
+        if (
+            top != bottom or left != right
+        ):  # asymmetric ("same" with an even kernel): pad explicitly
             input, padding = F.pad(input, (left, right, top, bottom)), (0, 0)
         else:
             padding = (top, left)
-        return torch.nn.grad.conv2d_weight(input, weight_shape, grad_output, self.stride, padding, self.dilation)
+        return torch.nn.grad.conv2d_weight(
+            input, weight_shape, grad_output, self.stride, padding, self.dilation
+        )
 
 
 class SparseConv2dFunction(torch.autograd.Function):
@@ -176,14 +222,27 @@ class SparseConv2dFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                layout: SparseConvLayout, dense_weight_gradient: bool) -> torch.Tensor:
+    def forward(
+        ctx: Any,
+        input: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        layout: SparseConvLayout,
+        dense_weight_gradient: bool,
+    ) -> torch.Tensor:
         input = input.contiguous()
         geometry = layout.geometry(input.shape)
         out_h, out_w = int(geometry[13]), int(geometry[14])
         output = torch.empty(input.shape[0], layout.out_channels, out_h, out_w, dtype=input.dtype)
-        compiled.conv2d_forward(geometry, layout.offsets, layout.columns, weight.detach().contiguous(), input,
-                                None if bias is None else bias.detach().contiguous(), output)
+        compiled.conv2d_forward(
+            geometry,
+            layout.offsets,
+            layout.columns,
+            weight.detach().contiguous(),
+            input,
+            None if bias is None else bias.detach().contiguous(),
+            output,
+        )
         ctx.save_for_backward(input, weight)
         ctx.layout = layout
         ctx.geometry = geometry
@@ -206,16 +265,30 @@ class SparseConv2dFunction(torch.autograd.Function):
                 grad_weight = torch.zeros(weight.shape, dtype=grad_output.dtype)
         sparse_weight_gradient = None if ctx.dense_weight_gradient else grad_weight
         if grad_input is not None or sparse_weight_gradient is not None:
-            compiled.conv2d_backward(ctx.geometry, layout.offsets, layout.columns, layout.transposed_offsets,
-                                     layout.transposed_entries, weight.detach().contiguous(), input, grad_output,
-                                     grad_input, sparse_weight_gradient)
+            compiled.conv2d_backward(
+                ctx.geometry,
+                layout.offsets,
+                layout.columns,
+                layout.transposed_offsets,
+                layout.transposed_entries,
+                weight.detach().contiguous(),
+                input,
+                grad_output,
+                grad_input,
+                sparse_weight_gradient,
+            )
         if ctx.needs_input_grad[2]:
             grad_bias = grad_output.sum((0, 2, 3))
         return grad_input, grad_weight, grad_bias, None, None
 
 
-def masked_conv2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                  layout: SparseConvLayout, dense_weight_gradient: bool = False) -> torch.Tensor:
+def masked_conv2d(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    layout: SparseConvLayout,
+    dense_weight_gradient: bool = False,
+) -> torch.Tensor:
     """``F.conv2d(input, weight * mask, bias, stride, padding, dilation)`` with the layout's mask and geometry.
 
     ``input`` is [batch, in, h, w] (or unbatched [in, h, w]). The weight's gradient is zero
@@ -233,8 +306,13 @@ def masked_conv2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     return output.squeeze(0) if unbatched else output
 
 
-def _fallback(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-              layout: SparseConvLayout, dense_weight_gradient: bool) -> torch.Tensor:
+def _fallback(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    layout: SparseConvLayout,
+    dense_weight_gradient: bool,
+) -> torch.Tensor:
     """The same results through ``F.conv2d`` (correct, dense speed): no compiler, another dtype or device."""
     mask = layout.mask.to(device=weight.device, dtype=weight.dtype)
     if dense_weight_gradient:

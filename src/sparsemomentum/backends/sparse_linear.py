@@ -34,6 +34,7 @@ Sparse momentum's growth reads exactly that momentum (RigL's reads the gradient)
 ``dense_weight_gradient=True``: the full dW = dY^T X (a dense GEMM written into the same
 buffer), switched on for a "momentum window" before each mask update.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -61,10 +62,16 @@ def row_offsets(rows: torch.Tensor, size: int) -> torch.Tensor:
     return offsets
 
 
-def _csr(offsets: torch.Tensor, columns: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+def _csr(
+    offsets: torch.Tensor, columns: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]
+) -> torch.Tensor:
     """A CSR tensor that shares ``values``, so in-place refreshes reach it."""
-    with warnings.catch_warnings():  # torch's "CSR support is in beta" notice asks nothing of the user
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
+    with (
+        warnings.catch_warnings()
+    ):  # torch's "CSR support is in beta" notice asks nothing of the user
+        warnings.filterwarnings(
+            "ignore", message="Sparse CSR tensor support is in beta", category=UserWarning
+        )
         return torch.sparse_csr_tensor(offsets, columns, values, shape, check_invariants=False)
 
 
@@ -77,9 +84,15 @@ class _TorchCSR:
         offsets, columns = layout.offsets.to(index_dtype), layout.columns.to(index_dtype)
         shape = (layout.out_features, layout.in_features)
         self.weight = _csr(offsets, columns, values, shape)
-        self.transposed = _csr(layout.transposed_offsets.to(index_dtype), layout.transposed_columns.to(index_dtype),
-                               values[layout.transpose_permutation], shape[::-1])
-        self.gradient = _csr(offsets, columns, torch.empty_like(values), shape)  # never leaves the layout
+        self.transposed = _csr(
+            layout.transposed_offsets.to(index_dtype),
+            layout.transposed_columns.to(index_dtype),
+            values[layout.transpose_permutation],
+            shape[::-1],
+        )
+        self.gradient = _csr(
+            offsets, columns, torch.empty_like(values), shape
+        )  # never leaves the layout
 
     @torch.no_grad()
     def refresh_values(self, weight: torch.Tensor, layout: SparseLinearLayout) -> None:
@@ -117,19 +130,28 @@ class SparseLinearLayout:
         self.transposed_columns = rows[self.transpose_permutation].to(torch.int32)
         self.compiled = compiled.usable(weight)
         self._torch_csr = None if self.compiled else _TorchCSR(self, weight)
-        if self.compiled:  # W's values as the last forward read them, for the backward's W^T product
+        if (
+            self.compiled
+        ):  # W's values as the last forward read them, for the backward's W^T product
             self._values = torch.empty(self.flat_index.numel(), dtype=torch.float32)
             self._transposed_value_index = self.transpose_permutation.to(torch.int32)
-        self._gradient: torch.Tensor | None = None  # flat dense dW buffer, allocated by the first backward
+        self._gradient: torch.Tensor | None = (
+            None  # flat dense dW buffer, allocated by the first backward
+        )
         self._gradient_idle_count: int | None = None
         self._gradient_dirty = False  # holds values outside the mask (after a dense dW)
 
     def __getstate__(self) -> dict[str, torch.Tensor]:
         """CSR tensors cannot be deep-copied: a copied or pickled model keeps the mask and rebuilds."""
-        mask = torch.zeros(self.out_features * self.in_features, dtype=torch.bool, device=self.flat_index.device)
+        mask = torch.zeros(
+            self.out_features * self.in_features, dtype=torch.bool, device=self.flat_index.device
+        )
         mask[self.flat_index] = True
         shape = (self.out_features, self.in_features)
-        return {"weight": torch.zeros(shape, dtype=self._dtype, device=mask.device), "mask": mask.view(shape)}
+        return {
+            "weight": torch.zeros(shape, dtype=self._dtype, device=mask.device),
+            "mask": mask.view(shape),
+        }
 
     def __setstate__(self, state: dict[str, torch.Tensor]) -> None:
         self.__init__(state["weight"], state["mask"])
@@ -147,30 +169,56 @@ class SparseLinearLayout:
             self._torch_csr = _TorchCSR(self, weight)
         return self._torch_csr
 
-    def multiply(self, weight: torch.Tensor, input_t: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    def multiply(
+        self, weight: torch.Tensor, input_t: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
         """Y^T = W X^T (+ b): ``input_t`` [in, batch] contiguous -> [out, batch]."""
         if self._use_compiled(weight, input_t, bias):
             out = torch.empty(self.out_features, input_t.shape[1], dtype=input_t.dtype)
-            return compiled.spmm(self.offsets, self.columns, weight.detach(), self.in_features, 1,
-                                 input_t, None if bias is None else bias.detach().contiguous(), out,
-                                 values_out=self._values)
+            return compiled.spmm(
+                self.offsets,
+                self.columns,
+                weight.detach(),
+                self.in_features,
+                1,
+                input_t,
+                None if bias is None else bias.detach().contiguous(),
+                out,
+                values_out=self._values,
+            )
         csr = self._csr_for(weight)
         csr.refresh_values(weight, self)  # always: O(nnz), and a stale CSR would be a silent error
         if bias is None:
             return torch.mm(csr.weight, input_t)
         return torch.addmm(bias.detach().unsqueeze(1), csr.weight, input_t)
 
-    def multiply_transposed(self, weight: torch.Tensor, grad_output_t: torch.Tensor) -> torch.Tensor:
+    def multiply_transposed(
+        self, weight: torch.Tensor, grad_output_t: torch.Tensor
+    ) -> torch.Tensor:
         """dX^T = W^T dY^T: ``grad_output_t`` [out, batch] contiguous -> [in, batch]."""
         if self._use_compiled(weight, grad_output_t):
             out = torch.empty(self.in_features, grad_output_t.shape[1], dtype=grad_output_t.dtype)
             # The values this step's forward recorded: the weight cannot have changed since (autograd's
             # version check), and reading W^T from the dense weight would jump a row length per entry.
-            return compiled.spmm(self.transposed_offsets, self.transposed_columns, weight.detach(), 1, self.in_features,
-                                 grad_output_t, None, out, values=self._values, value_index=self._transposed_value_index)
-        return torch.mm(self._csr_for(weight).transposed, grad_output_t)  # refreshed by this step's forward
+            return compiled.spmm(
+                self.transposed_offsets,
+                self.transposed_columns,
+                weight.detach(),
+                1,
+                self.in_features,
+                grad_output_t,
+                None,
+                out,
+                values=self._values,
+                value_index=self._transposed_value_index,
+            )
+        return torch.mm(
+            self._csr_for(weight).transposed, grad_output_t
+        )  # refreshed by this step's forward
 
-    def weight_gradient(self, grad_output_t: torch.Tensor, input_t: torch.Tensor, dense: bool) -> torch.Tensor:
+    def weight_gradient(
+        self, grad_output_t: torch.Tensor, input_t: torch.Tensor, dense: bool
+    ) -> torch.Tensor:
         """dW = dY^T X as an [out, in] tensor: at the non-zeros only (zeros elsewhere) or, if ``dense``, in full.
 
         ``grad_output_t`` is dY^T [out, batch], ``input_t`` is X^T [in, batch], both contiguous.
@@ -179,7 +227,10 @@ class SparseLinearLayout:
         reused = buffer is not None
         if not reused:  # still held by an earlier gradient: a fresh one (a dense allocation)
             buffer = (torch.empty if dense else torch.zeros)(
-                self.out_features * self.in_features, dtype=grad_output_t.dtype, device=grad_output_t.device)
+                self.out_features * self.in_features,
+                dtype=grad_output_t.dtype,
+                device=grad_output_t.device,
+            )
         elif self._gradient_dirty and not dense:
             buffer.zero_()
             self._gradient_dirty = False
@@ -189,10 +240,14 @@ class SparseLinearLayout:
             torch.mm(grad_output_t, input_t.t(), out=target)
             self._gradient_dirty = self._gradient_dirty or reused
         elif self._use_compiled(grad_output_t, input_t):
-            compiled.sddmm(self.offsets, self.columns, grad_output_t, input_t, buffer, self.in_features, 1)
+            compiled.sddmm(
+                self.offsets, self.columns, grad_output_t, input_t, buffer, self.in_features, 1
+            )
         else:
             csr = self._csr_for(grad_output_t)
-            torch.sparse.sampled_addmm(csr.weight, grad_output_t, input_t.t(), beta=0.0, out=csr.gradient)
+            torch.sparse.sampled_addmm(
+                csr.weight, grad_output_t, input_t.t(), beta=0.0, out=csr.gradient
+            )
             buffer.index_copy_(0, self.flat_index, csr.gradient.values())
         return target
 
@@ -201,10 +256,16 @@ class SparseLinearLayout:
         if _STORAGE_USE_COUNT is None:
             return None
         if self._gradient is None or self._gradient.dtype != dtype:
-            self._gradient = torch.zeros(self.out_features * self.in_features, dtype=dtype, device=self.flat_index.device)
+            self._gradient = torch.zeros(
+                self.out_features * self.in_features, dtype=dtype, device=self.flat_index.device
+            )
             self._gradient_idle_count = _storage_use_count(self._gradient)
             self._gradient_dirty = False
-        return self._gradient if _storage_use_count(self._gradient) == self._gradient_idle_count else None
+        return (
+            self._gradient
+            if _storage_use_count(self._gradient) == self._gradient_idle_count
+            else None
+        )
 
 
 class SparseLinearFunction(torch.autograd.Function):
@@ -216,8 +277,14 @@ class SparseLinearFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                layout: SparseLinearLayout, dense_weight_gradient: bool) -> torch.Tensor:
+    def forward(
+        ctx: Any,
+        input: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        layout: SparseLinearLayout,
+        dense_weight_gradient: bool,
+    ) -> torch.Tensor:
         input_t = input.t().contiguous()  # free when the input is feature-major
         output_t = layout.multiply(weight, input_t, bias)
         ctx.save_for_backward(input_t, weight)
@@ -241,8 +308,13 @@ class SparseLinearFunction(torch.autograd.Function):
         return grad_input, grad_weight, grad_bias, None, None
 
 
-def masked_linear(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                  layout: SparseLinearLayout, dense_weight_gradient: bool = False) -> torch.Tensor:
+def masked_linear(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    layout: SparseLinearLayout,
+    dense_weight_gradient: bool = False,
+) -> torch.Tensor:
     """``F.linear(input, weight * mask, bias)`` through sparse kernels; input [*, in] -> [*, out].
 
     The weight's gradient is zero outside the mask unless ``dense_weight_gradient``.

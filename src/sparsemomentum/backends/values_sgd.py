@@ -17,6 +17,7 @@ applied at once (``buf x momentum^k``) before anything reads it: before a dense 
 (the momentum window) and before a mask update. The result equals torch's SGD up to float
 rounding of the power. Adam, AdamW and SGD with ``maximize`` take torch's own dense step.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -29,18 +30,31 @@ from .layers import SparseLayersHandle
 
 
 def supports(optimizer: torch.optim.Optimizer) -> bool:
-    return type(optimizer) is torch.optim.SGD and not any(group.get("maximize") for group in optimizer.param_groups)
+    return type(optimizer) is torch.optim.SGD and not any(
+        group.get("maximize") for group in optimizer.param_groups
+    )
 
 
 class ValuesOnlySGD:
     """Steps the sparse-kernel layers' weights of an SGD optimizer at their non-zeros."""
 
-    def __init__(self, optimizer: torch.optim.SGD, kernels: SparseLayersHandle, weights: dict[str, torch.nn.Parameter]) -> None:
+    def __init__(
+        self,
+        optimizer: torch.optim.SGD,
+        kernels: SparseLayersHandle,
+        weights: dict[str, torch.nn.Parameter],
+    ) -> None:
         self.optimizer = optimizer
         self.kernels = kernels
-        self.params = {name: weights[name] for name in list(kernels.sparse) + list(kernels.dense) if name in weights}
+        self.params = {
+            name: weights[name]
+            for name in list(kernels.sparse) + list(kernels.dense)
+            if name in weights
+        }
         # Group positions, not group dicts: optimizer.load_state_dict replaces the dicts (a resume).
-        self.group_index = {name: param_group_index(optimizer, param) for name, param in self.params.items()}
+        self.group_index = {
+            name: param_group_index(optimizer, param) for name, param in self.params.items()
+        }
         self.pending_decay = {name: 0 for name in self.params}
 
     def group(self, name: str) -> dict[str, Any]:
@@ -70,7 +84,9 @@ class ValuesOnlySGD:
             if gradients[name] is not None:
                 self._step_values(name, param, gradients[name], dense_gradient)
 
-    def _step_values(self, name: str, param: torch.Tensor, gradient: torch.Tensor, dense_gradient: bool) -> None:
+    def _step_values(
+        self, name: str, param: torch.Tensor, gradient: torch.Tensor, dense_gradient: bool
+    ) -> None:
         group = self.group(name)
         layout = self.kernels.layout(name)
         momentum = group["momentum"]
@@ -84,14 +100,33 @@ class ValuesOnlySGD:
                 buffer = state["momentum_buffer"] = torch.zeros_like(param)
             elif not dense_gradient:
                 self.pending_decay[name] += 1  # the missing momenta owe one decay
-        if layout.compiled and compiled.usable(param, gradient) and param.is_contiguous() and gradient.is_contiguous():
-            compiled.sgd(layout.offsets, layout.columns, param, gradient, buffer, group["lr"], group["weight_decay"],
-                         momentum, group["dampening"], group["nesterov"], first_step, dense_gradient)
+        if (
+            layout.compiled
+            and compiled.usable(param, gradient)
+            and param.is_contiguous()
+            and gradient.is_contiguous()
+        ):
+            compiled.sgd(
+                layout.offsets,
+                layout.columns,
+                param,
+                gradient,
+                buffer,
+                group["lr"],
+                group["weight_decay"],
+                momentum,
+                group["dampening"],
+                group["nesterov"],
+                first_step,
+                dense_gradient,
+            )
             return
         index = layout.flat_index
         weight = param.view(-1)
         values = weight.index_select(0, index)
-        if dense_gradient and momentum:  # every position's momentum steps; a missing weight is 0, so d = g there
+        if (
+            dense_gradient and momentum
+        ):  # every position's momentum steps; a missing weight is 0, so d = g there
             direction = gradient.reshape(-1).add(weight, alpha=group["weight_decay"])
             if first_step:
                 buffer.view(-1).copy_(direction)
@@ -107,7 +142,12 @@ class ValuesOnlySGD:
                 if first_step:
                     moment = direction.clone()
                 else:
-                    moment = buffer.view(-1).index_select(0, index).mul_(momentum).add_(direction, alpha=1 - group["dampening"])
+                    moment = (
+                        buffer.view(-1)
+                        .index_select(0, index)
+                        .mul_(momentum)
+                        .add_(direction, alpha=1 - group["dampening"])
+                    )
                 buffer.view(-1).index_copy_(0, index, moment)
         if momentum:
             direction = direction.add(moment, alpha=momentum) if group["nesterov"] else moment

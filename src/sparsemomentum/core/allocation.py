@@ -5,6 +5,7 @@ layer) goes through :func:`allocate`, so the totals are exact by construction: f
 point shares are only used to *rank* layers, never to decide the total. This is what keeps
 the number of non-zeros from drifting, a known defect of the reference code.
 """
+
 from __future__ import annotations
 
 import math
@@ -78,7 +79,9 @@ def initial_counts(distribution: str, shapes: Sequence[Sequence[int]], density: 
     """
     check_choice("density distribution", distribution, DISTRIBUTIONS)
     if not 0.0 < density <= 1.0:
-        raise UserError(f"density must be in (0, 1], got {density}; use e.g. 0.05 for 5 % non-zeros.")
+        raise UserError(
+            f"density must be in (0, 1], got {density}; use e.g. 0.05 for 5 % non-zeros."
+        )
     sizes = [math.prod(shape) for shape in shapes]
     total = target_nonzeros(density, sum(sizes))
     if distribution == "uniform":

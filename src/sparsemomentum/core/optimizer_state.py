@@ -5,6 +5,7 @@ missing. For SGD this is the momentum buffer; for Adam and AdamW the paper uses 
 first moment normalised by the second, exp_avg / (sqrt(exp_avg_sq) + eps), so that the
 statistic has the scale of an update rather than of a raw gradient.
 """
+
 from __future__ import annotations
 
 import torch
@@ -43,11 +44,17 @@ def momentum_of(optimizer: torch.optim.Optimizer, param: torch.Tensor) -> torch.
 
 def param_group_index(optimizer: torch.optim.Optimizer, param: torch.Tensor) -> int:
     """Position of the parameter group holding ``param`` (the sparsifier checked it is held)."""
-    return next(i for i, group in enumerate(optimizer.param_groups) if any(p is param for p in group["params"]))
+    return next(
+        i
+        for i, group in enumerate(optimizer.param_groups)
+        if any(p is param for p in group["params"])
+    )
 
 
 @torch.no_grad()
-def reset_state_at(optimizer: torch.optim.Optimizer, param: torch.Tensor, positions: torch.Tensor) -> None:
+def reset_state_at(
+    optimizer: torch.optim.Optimizer, param: torch.Tensor, positions: torch.Tensor
+) -> None:
     """Zero every per-element optimizer buffer of ``param`` at ``positions`` (a boolean mask).
 
     RigL starts grown weights from a clean slate; sparse momentum does not call this.

@@ -1,4 +1,5 @@
 """Prune-rate schedules: how large a fraction of each layer's weights an update replaces."""
+
 from __future__ import annotations
 
 import math
@@ -8,7 +9,9 @@ from ..errors import check_choice
 PRUNE_RATE_SCHEDULES = ("cosine", "linear", "constant")
 
 
-def prune_rate_at(schedule: str, initial_rate: float, final_rate: float, step: int, total_steps: float) -> float:
+def prune_rate_at(
+    schedule: str, initial_rate: float, final_rate: float, step: int, total_steps: float
+) -> float:
     """The prune rate after ``step`` of ``total_steps`` training steps.
 
     ``cosine`` anneals from ``initial_rate`` to ``final_rate`` over training as the paper

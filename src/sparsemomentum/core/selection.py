@@ -9,6 +9,7 @@ layer took about 0.2 s per call on this CPU, most of a mask update:
   strided sample, low enough that at least ``k`` positions pass it; the k largest of all
   are then among them (when fewer pass, the whole layer is ranked instead).
 """
+
 from __future__ import annotations
 
 import torch
@@ -24,7 +25,9 @@ def drop_smallest(mask: torch.Tensor, scores: torch.Tensor, count: int) -> torch
     if count <= 0:
         return new_mask.view_as(mask)
     active = new_mask.nonzero().squeeze(1)
-    ranked = torch.topk(scores.flatten()[active], min(count, active.numel()), largest=False, sorted=False).indices
+    ranked = torch.topk(
+        scores.flatten()[active], min(count, active.numel()), largest=False, sorted=False
+    ).indices
     new_mask[active[ranked]] = False
     return new_mask.view_as(mask)
 
@@ -38,13 +41,16 @@ def grow_largest(mask: torch.Tensor, scores: torch.Tensor, count: int) -> torch.
     candidates = _candidates_above_sampled_threshold(new_mask, flat_scores, count)
     if candidates is None:
         candidates = (~new_mask).nonzero().squeeze(1)
-    ranked = torch.topk(flat_scores[candidates], min(count, candidates.numel()), largest=True, sorted=False).indices
+    ranked = torch.topk(
+        flat_scores[candidates], min(count, candidates.numel()), largest=True, sorted=False
+    ).indices
     new_mask[candidates[ranked]] = True
     return new_mask.view_as(mask)
 
 
-def _candidates_above_sampled_threshold(flat_mask: torch.Tensor, flat_scores: torch.Tensor,
-                                        count: int) -> torch.Tensor | None:
+def _candidates_above_sampled_threshold(
+    flat_mask: torch.Tensor, flat_scores: torch.Tensor, count: int
+) -> torch.Tensor | None:
     """Missing positions scoring above a threshold that at least ``count`` of them pass, or None.
 
     The threshold is the score that a strided sample of the missing positions puts at about
@@ -65,7 +71,9 @@ def _candidates_above_sampled_threshold(flat_mask: torch.Tensor, flat_scores: to
     return candidates if candidates.numel() >= count else None
 
 
-def random_mask(shape: torch.Size, count: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+def random_mask(
+    shape: torch.Size, count: int, generator: torch.Generator, device: torch.device
+) -> torch.Tensor:
     """A boolean mask with exactly ``count`` uniformly random positions switched on."""
     numel = int(torch.Size(shape).numel())
     positions = torch.randperm(numel, generator=generator)[:count]

@@ -21,6 +21,7 @@ momentum growth reads (with ``backend="sparse"`` they do so in a window of steps
 each update; see ``dense_gradient_needed``). Grown weights start at exactly zero and keep
 their optimizer state.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -108,7 +109,9 @@ class Sparsifier:
         )
         self._check_optimizer_holds_weights()
         self.generator = torch.Generator().manual_seed(self.seed)
-        self._target = allocation.target_nonzeros(self.density, sum(w.numel() for w in self.weights.values()))
+        self._target = allocation.target_nonzeros(
+            self.density, sum(w.numel() for w in self.weights.values())
+        )
         self.masks: dict[str, torch.Tensor] = self.initial_masks()
         self._multiplier_sources: list[torch.Tensor] = []
         self.apply_masks()
@@ -120,37 +123,55 @@ class Sparsifier:
         if self.backend == "sparse":
             from ..backends import sparsify_layers, values_sgd
 
-            self.kernels = sparsify_layers(self.model, self.masks, max_density=self.kernel_max_density,
-                                                  min_weights=self.kernel_min_weights)
+            self.kernels = sparsify_layers(
+                self.model,
+                self.masks,
+                max_density=self.kernel_max_density,
+                min_weights=self.kernel_min_weights,
+            )
             if values_sgd.supports(self.optimizer):
-                self._values_sgd = values_sgd.ValuesOnlySGD(self.optimizer, self.kernels, self.weights)
+                self._values_sgd = values_sgd.ValuesOnlySGD(
+                    self.optimizer, self.kernels, self.weights
+                )
             self._choose_weight_gradient()
 
     # ----------------------------------------------------------------- validation
     def _validate(self) -> None:
         if not 0.0 < self.density <= 1.0:
-            raise UserError(f"density must be in (0, 1], got {self.density}; use e.g. 0.05 for 5 % non-zeros.")
+            raise UserError(
+                f"density must be in (0, 1], got {self.density}; use e.g. 0.05 for 5 % non-zeros."
+            )
         if not 0.0 <= self.prune_rate < 1.0:
-            raise UserError(f"prune rate must be in [0, 1), got {self.prune_rate}; the paper uses 0.5.")
+            raise UserError(
+                f"prune rate must be in [0, 1), got {self.prune_rate}; the paper uses 0.5."
+            )
         if not 0.0 <= self.final_prune_rate < 1.0:
             raise UserError(f"final prune rate must be in [0, 1), got {self.final_prune_rate}.")
-        if self.total_steps < 0 or (self.total_steps == 0 and self.prune_rate_schedule != "constant"):
+        if self.total_steps < 0 or (
+            self.total_steps == 0 and self.prune_rate_schedule != "constant"
+        ):
             raise UserError(
                 f"total_steps must be the number of optimizer steps of the whole run (got {self.total_steps}); "
                 "the prune-rate schedule anneals over it."
             )
         if self.update_interval is not None and self.update_interval <= 0:
-            raise UserError(f"update interval must be a positive number of steps, got {self.update_interval}.")
+            raise UserError(
+                f"update interval must be a positive number of steps, got {self.update_interval}."
+            )
         if not 0.0 < self.stop_fraction <= 1.0:
             raise UserError(f"stop fraction must be in (0, 1], got {self.stop_fraction}.")
-        check_choice("prune-rate schedule", self.prune_rate_schedule, schedules.PRUNE_RATE_SCHEDULES)
+        check_choice(
+            "prune-rate schedule", self.prune_rate_schedule, schedules.PRUNE_RATE_SCHEDULES
+        )
         check_choice("density distribution", self.distribution, allocation.DISTRIBUTIONS)
         check_choice("prune mode", self.prune, PRUNE_MODES)
         check_choice("redistribution", self.redistribution, REDISTRIBUTIONS)
         check_choice("growth", self.growth, GROWTHS)
         check_choice("backend", self.backend, BACKENDS)
         if self.momentum_window < 1:
-            raise UserError(f"momentum window must be at least one step, got {self.momentum_window}.")
+            raise UserError(
+                f"momentum window must be at least one step, got {self.momentum_window}."
+            )
         if "momentum" in (self.redistribution, self.growth):
             check_has_momentum(self.optimizer)
 
@@ -187,8 +208,14 @@ class Sparsifier:
                 stats[name] = float(torch.count_nonzero(mask))
             else:
                 weight = self.weights[name]
-                source = momentum_of(self.optimizer, weight) if self.redistribution == "momentum" else weight
-                active = source.detach()[mask]  # a gather: multiplying by the bool mask converts it first
+                source = (
+                    momentum_of(self.optimizer, weight)
+                    if self.redistribution == "momentum"
+                    else weight
+                )
+                active = source.detach()[
+                    mask
+                ]  # a gather: multiplying by the bool mask converts it first
                 stats[name] = float(active.abs().sum()) / active.numel() if active.numel() else 0.0
         return stats
 
@@ -198,7 +225,11 @@ class Sparsifier:
         for name, mask in self.masks.items():
             layer_density = float(torch.count_nonzero(mask)) / mask.numel()
             rate = prune_rate
-            if self.redistribution != "none" and layer_density > _DENSE_LAYER_GUARD and shares[name] > 1.0 / len(self.masks):
+            if (
+                self.redistribution != "none"
+                and layer_density > _DENSE_LAYER_GUARD
+                and shares[name] > 1.0 / len(self.masks)
+            ):
                 rate = min(rate, 1.0 - layer_density)
             rates[name] = rate
         return rates
@@ -209,7 +240,9 @@ class Sparsifier:
         for name, rate in self.layer_prune_rates(prune_rate, shares).items():
             mask = self.masks[name]
             count = math.ceil(rate * int(torch.count_nonzero(mask)))
-            self.masks[name] = selection.drop_smallest(mask, self.weights[name].detach().abs(), count)
+            self.masks[name] = selection.drop_smallest(
+                mask, self.weights[name].detach().abs(), count
+            )
             removed[name] = count
         return removed
 
@@ -269,7 +302,9 @@ class Sparsifier:
         if remaining is None:
             return True
         next_update = self.step_count + remaining  # no window before an update that will not happen
-        return remaining <= window and (self.total_steps == 0 or next_update < self.stop_fraction * self.total_steps)
+        return remaining <= window and (
+            self.total_steps == 0 or next_update < self.stop_fraction * self.total_steps
+        )
 
     def _choose_weight_gradient(self) -> None:
         self._dense_gradient = self.dense_gradient_needed()
@@ -286,12 +321,18 @@ class Sparsifier:
         mask tensor is replaced; after changing a mask *in place*, call :meth:`masks_changed`.
         """
         masks = list(self.masks.values())
-        if len(masks) != len(self._multiplier_sources) or any(a is not b for a, b in zip(masks, self._multiplier_sources)):
-            self._multipliers = {name: mask.to(self.weights[name].dtype) for name, mask in self.masks.items()}
+        if len(masks) != len(self._multiplier_sources) or any(
+            a is not b for a, b in zip(masks, self._multiplier_sources)
+        ):
+            self._multipliers = {
+                name: mask.to(self.weights[name].dtype) for name, mask in self.masks.items()
+            }
             self._multiplier_sources = masks
         names = [name for name in self.weights if name not in skip]
         if names:
-            torch._foreach_mul_([self.weights[n] for n in names], [self._multipliers[n] for n in names])
+            torch._foreach_mul_(
+                [self.weights[n] for n in names], [self._multipliers[n] for n in names]
+            )
 
     def step(self, scaler: torch.amp.GradScaler | None = None) -> bool:
         """``optimizer.step()``, re-mask, advance the schedule; update masks if one is due.
@@ -327,8 +368,11 @@ class Sparsifier:
     def current_prune_rate(self) -> float:
         """The schedule anneals over the updating part of training (``stop_fraction``), as RigL does."""
         return schedules.prune_rate_at(
-            self.prune_rate_schedule, self.prune_rate, self.final_prune_rate,
-            self.step_count, self.stop_fraction * self.total_steps,
+            self.prune_rate_schedule,
+            self.prune_rate,
+            self.final_prune_rate,
+            self.step_count,
+            self.stop_fraction * self.total_steps,
         )
 
     def update_due(self) -> bool:
@@ -346,8 +390,11 @@ class Sparsifier:
         if self._values_sgd is not None:
             self._values_sgd.flush()
         # A finite sum proves every element finite (one reduction); only a non-finite one needs the element check.
-        broken = [name for name, weight in self.weights.items()
-                  if not bool(torch.isfinite(weight.sum())) and not bool(torch.isfinite(weight).all())]
+        broken = [
+            name
+            for name, weight in self.weights.items()
+            if not bool(torch.isfinite(weight.sum())) and not bool(torch.isfinite(weight).all())
+        ]
         if broken:
             raise NonFiniteWeights(
                 f"weight {broken[0]!r} holds NaN or infinite values, so the masks were left unchanged; "
@@ -385,7 +432,10 @@ class Sparsifier:
         return self._target
 
     def layer_densities(self) -> dict[str, float]:
-        return {name: float(torch.count_nonzero(mask)) / mask.numel() for name, mask in self.masks.items()}
+        return {
+            name: float(torch.count_nonzero(mask)) / mask.numel()
+            for name, mask in self.masks.items()
+        }
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -398,7 +448,9 @@ class Sparsifier:
             "generator_state": self.generator.get_state(),
             "last_update_step": self._last_update_step,
             "update_period": self._update_period,
-            "pending_momentum_decay": dict(self._values_sgd.pending_decay) if self._values_sgd else {},
+            "pending_momentum_decay": dict(self._values_sgd.pending_decay)
+            if self._values_sgd
+            else {},
             "history": [dataclasses.asdict(report) for report in self.history],
         }
 
@@ -421,7 +473,10 @@ class Sparsifier:
                 f"the checkpoint keeps {int(state['target_nonzero_count'])} non-zeros but density {self.density} "
                 f"means {self._target}; resume with the density the checkpoint was written with."
             )
-        self.masks = {name: masks[name].to(device=w.device, dtype=torch.bool) for name, w in self.weights.items()}
+        self.masks = {
+            name: masks[name].to(device=w.device, dtype=torch.bool)
+            for name, w in self.weights.items()
+        }
         self.step_count = int(state["step_count"])
         self.update_count = int(state["update_count"])
         self.generator.set_state(state["generator_state"])
@@ -429,7 +484,9 @@ class Sparsifier:
         self._update_period = state.get("update_period")
         if self._values_sgd is not None:
             self._values_sgd.pending_decay.update(state.get("pending_momentum_decay", {}))
-        self.history = [UpdateReport(**report) for report in state.get("history", [])]  # older checkpoints: none
+        self.history = [
+            UpdateReport(**report) for report in state.get("history", [])
+        ]  # older checkpoints: none
         self.masks_changed()
         if self.kernels is not None:
             self._choose_weight_gradient()

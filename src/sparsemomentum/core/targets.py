@@ -5,6 +5,7 @@ included ("fully sparse", as the paper trains); biases, normalisation and embedd
 parameters stay dense. ``include`` / ``exclude`` take shell-style patterns over parameter
 names (``"fc1.weight"``, ``"features.*"``) for the cases a type rule cannot express.
 """
+
 from __future__ import annotations
 
 import fnmatch

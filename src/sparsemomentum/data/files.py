@@ -5,6 +5,7 @@ download or a corrupt copy is reported as such instead of failing later inside a
 Downloads land in a temporary file that is renamed only once its checksum is right, so an
 interrupted download never leaves a half-written file behind.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -51,7 +52,9 @@ def verified_file(
     try:
         actual = md5_of(path)
     except OSError as error:
-        raise UserError(f"cannot read {path} ({error.strerror}); make it readable or point --data-dir elsewhere.") from None
+        raise UserError(
+            f"cannot read {path} ({error.strerror}); make it readable or point --data-dir elsewhere."
+        ) from None
     if actual != md5:
         raise UserError(
             f"{dataset} file {path} is corrupt or truncated (md5 {actual}, expected {md5}); "

@@ -12,6 +12,7 @@ it. Holding 10 % of the training images out instead would be cheap, but would tr
 fewer images than the results being reproduced. The catch: anything chosen by looking at
 the per-epoch numbers is chosen on the test set, so tune hyperparameters elsewhere.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,7 +46,11 @@ def default_workers() -> int:
 
 def class_folders(folder: Path) -> list[str]:
     """Sorted names of the class folders in ``folder`` (which must exist and hold some)."""
-    classes = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir()) if folder.is_dir() else []
+    classes = (
+        sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+        if folder.is_dir()
+        else []
+    )
     if not classes:
         raise UserError(
             f"ImageNet folder {folder} is missing or holds no class folders; put one folder per class "
@@ -60,12 +65,19 @@ def image_files(folder: Path, classes: Sequence[str]) -> list[tuple[str, int]]:
     samples = []
     for name in class_folders(folder):
         if name not in index:
-            raise UserError(f"ImageNet class folder {folder / name} has no counterpart in the training folder; remove it or add it to train.")
-        files = sorted(entry.path for entry in os.scandir(folder / name)
-                       if entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES)
+            raise UserError(
+                f"ImageNet class folder {folder / name} has no counterpart in the training folder; remove it or add it to train."
+            )
+        files = sorted(
+            entry.path
+            for entry in os.scandir(folder / name)
+            if entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES
+        )
         samples += [(path, index[name]) for path in files]
     if not samples:
-        raise UserError(f"ImageNet folder {folder} holds no .JPEG, .jpg or .png images in its class folders; put the images there.")
+        raise UserError(
+            f"ImageNet folder {folder} holds no .JPEG, .jpg or .png images in its class folders; put the images there."
+        )
     return samples
 
 
@@ -83,7 +95,9 @@ def random_resized_box(width: int, height: int, rng: random.Random) -> tuple[int
             left, top = rng.randint(0, width - crop_width), rng.randint(0, height - crop_height)
             return left, top, left + crop_width, top + crop_height
     ratio = min(max(width / height, RATIO[0]), RATIO[1])
-    crop_width, crop_height = (width, round(width / ratio)) if width / height < ratio else (round(height * ratio), height)
+    crop_width, crop_height = (
+        (width, round(width / ratio)) if width / height < ratio else (round(height * ratio), height)
+    )
     left, top = (width - crop_width) // 2, (height - crop_height) // 2
     return left, top, left + crop_width, top + crop_height
 
@@ -123,7 +137,9 @@ class _Images(Dataset):
             with Image.open(path) as file:
                 image = file.convert("RGB")  # a few ImageNet JPEGs are greyscale or CMYK
         except OSError as error:
-            raise UserError(f"{path} is not a readable image ({error}); replace it or delete it.") from None
+            raise UserError(
+                f"{path} is not a readable image ({error}); replace it or delete it."
+            ) from None
         image = eval_transform(image) if seed is None else train_transform(image, seed)
         # uint8 through the worker queue: a quarter of the bytes of float; normalised per batch.
         return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1), label
@@ -153,7 +169,9 @@ class ImageFolderSplit:
     image, so an epoch is the same for a seed whatever the number of workers.
     """
 
-    def __init__(self, folder: Path, classes: Sequence[str], augment: bool, num_workers: int | None = None) -> None:
+    def __init__(
+        self, folder: Path, classes: Sequence[str], augment: bool, num_workers: int | None = None
+    ) -> None:
         self.folder, self.classes, self.augment = Path(folder), list(classes), augment
         self.num_workers = default_workers() if num_workers is None else num_workers
         self._images = _Images(image_files(self.folder, self.classes))
@@ -161,24 +179,38 @@ class ImageFolderSplit:
     def __len__(self) -> int:
         return len(self._images)
 
-    def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None) -> Iterator[Batch]:
+    def batches(
+        self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None
+    ) -> Iterator[Batch]:
         """Normalised float batches (B, 3, CROP, CROP) and int64 labels; shuffled when ``shuffle``."""
         count = len(self._images)
         if shuffle:
             order = torch.randperm(count, generator=generator).tolist()
-            seeds = torch.randint(2**62, (count,), generator=generator).tolist() if self.augment else [None] * count
+            seeds = (
+                torch.randint(2**62, (count,), generator=generator).tolist()
+                if self.augment
+                else [None] * count
+            )
         else:
             order, seeds = list(range(count)), [None] * count
-        loader = DataLoader(self._images, batch_sampler=_KeyedBatches(order, seeds, batch_size), num_workers=self.num_workers)
+        loader = DataLoader(
+            self._images,
+            batch_sampler=_KeyedBatches(order, seeds, batch_size),
+            num_workers=self.num_workers,
+        )
         for images, labels in loader:
             yield normalise(images, MEAN, STD), labels
 
 
 @register_dataset("imagenet")
-def load_imagenet(data_root: Path, download: bool = True, num_workers: int | None = None) -> DataSplits:
+def load_imagenet(
+    data_root: Path, download: bool = True, num_workers: int | None = None
+) -> DataSplits:
     """The ImageNet splits; ``download`` is ignored (see the module docstring)."""
     folder = data_root / "imagenet"
     classes = class_folders(folder / "train")
     train = ImageFolderSplit(folder / "train", classes, augment=True, num_workers=num_workers)
     test = ImageFolderSplit(folder / "val", classes, augment=False, num_workers=num_workers)
-    return DataSplits(name="imagenet", train=train, validation=test, test=test, num_classes=len(classes))
+    return DataSplits(
+        name="imagenet", train=train, validation=test, test=test, num_classes=len(classes)
+    )

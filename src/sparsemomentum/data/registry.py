@@ -1,4 +1,5 @@
 """Data sets by name, as the CLI and the experiment files refer to them."""
+
 from __future__ import annotations
 
 from pathlib import Path

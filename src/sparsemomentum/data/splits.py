@@ -6,6 +6,7 @@ batched by indexing, with augmentation applied to whole batches, so the epoch lo
 waits on Python-side data handling. Larger sets (ImageNet) provide their own split type
 with worker processes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,7 +23,9 @@ BatchTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 class Split(Protocol):
     def __len__(self) -> int: ...
 
-    def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None) -> Iterator[Batch]: ...
+    def batches(
+        self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None
+    ) -> Iterator[Batch]: ...
 
 
 @dataclass
@@ -36,13 +39,18 @@ class TensorSplit:
     def __len__(self) -> int:
         return len(self.inputs)
 
-    def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None) -> Iterator[Batch]:
+    def batches(
+        self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None
+    ) -> Iterator[Batch]:
         """Mini-batches; a fresh permutation per call when ``shuffle`` (augmentation only then)."""
         count = len(self.inputs)
         order = torch.randperm(count, generator=generator) if shuffle else None
         for start in range(0, count, batch_size):
             if order is None:
-                yield self.inputs[start : start + batch_size], self.labels[start : start + batch_size]
+                yield (
+                    self.inputs[start : start + batch_size],
+                    self.labels[start : start + batch_size],
+                )
                 continue
             index = order[start : start + batch_size]
             inputs = self.inputs[index]
@@ -60,7 +68,9 @@ class DataSplits:
     num_classes: int
 
 
-def split_validation(inputs: torch.Tensor, labels: torch.Tensor, fraction: float = VALIDATION_FRACTION) -> tuple[TensorSplit, TensorSplit]:
+def split_validation(
+    inputs: torch.Tensor, labels: torch.Tensor, fraction: float = VALIDATION_FRACTION
+) -> tuple[TensorSplit, TensorSplit]:
     """Hold out the last ``fraction`` of the training set, as the reference code does.
 
     The split is fixed (not drawn from the seed) so every seed and method is validated on

@@ -4,6 +4,7 @@ Augmentation draws every random number from the ``torch.Generator`` it is given,
 is reproduced exactly by its seed, and it transforms the whole batch with one gather
 instead of a Python loop over samples, so it costs next to nothing beside the model.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -44,9 +45,13 @@ def pad_crop_flip(padding: int = 4, mode: str = "reflect") -> BatchTransform:
         rows = offsets[0, :, None] + torch.arange(height, device=device)  # (N, H)
         columns = torch.arange(width, device=device)
         # Mirroring the crop reads its columns right to left: one index table does both.
-        columns = torch.where(flips[:, None], columns.flip(0), columns) + offsets[1, :, None]  # (N, W)
+        columns = (
+            torch.where(flips[:, None], columns.flip(0), columns) + offsets[1, :, None]
+        )  # (N, W)
         # One gather over each flattened padded plane (several times faster than 4-d fancy indexing).
-        pixels = (rows[:, :, None] * padded.shape[-1] + columns[:, None, :]).view(count, 1, height * width)
+        pixels = (rows[:, :, None] * padded.shape[-1] + columns[:, None, :]).view(
+            count, 1, height * width
+        )
         crops = padded.flatten(2).gather(2, pixels.expand(count, channels, height * width))
         return crops.view(count, channels, height, width)
 

@@ -5,6 +5,7 @@ shrink a 32x32 image to 1x1x256, BatchNorm after every layer but the last, and a
 classifier whose hidden width is 1024 ("s", small) or 2048 ("b", big). Only the classifier
 widens for "b"; the convolutions are the same in both.
 """
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """The paper's MNIST models (LeCun et al.; the Caffe variant of LeNet-5 used by SNIP)."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """A model registry in the style of timm: ``create_model(name)`` builds any registered model."""
+
 from __future__ import annotations
 
 from typing import Callable

@@ -5,6 +5,7 @@ torchvision's (``conv1``, ``bn1``, ``layer1.0.downsample.0``, ``fc``, ...) so it
 dicts load, and like it (ResNet v1.5) the stride of a downsampling block sits on the 3x3
 convolution rather than the first 1x1.
 """
+
 from __future__ import annotations
 
 import torch
@@ -29,9 +30,12 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = (
-            None if stride == 1 and in_channels == out_channels
-            else nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
-                               nn.BatchNorm2d(out_channels))
+            None
+            if stride == 1 and in_channels == out_channels
+            else nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(out_channels),
+            )
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

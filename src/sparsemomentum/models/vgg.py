@@ -6,6 +6,7 @@ In configuration C the last convolution of the three deepest stages is 1x1. Like
 reference, those 1x1 convolutions keep padding 1, so each grows its map by two pixels:
 the final map is 2x2 (2048 features into the classifier) instead of D's 1x1 (512).
 """
+
 from __future__ import annotations
 
 import torch
@@ -21,7 +22,9 @@ _C = _D[:2] + tuple(stage[:2] + ((1, stage[2][1]),) for stage in _D[2:])
 class VGG16Cifar(nn.Module):
     """VGG16 for 32x32 inputs; ``stages`` lists each stage's (kernel size, out channels) convolutions."""
 
-    def __init__(self, stages: tuple[tuple[tuple[int, int], ...], ...], num_classes: int = 10) -> None:
+    def __init__(
+        self, stages: tuple[tuple[tuple[int, int], ...], ...], num_classes: int = 10
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         in_channels, size = 3, 32

@@ -4,6 +4,7 @@ WRN-d-k: a 3x3 stem of 16 channels, three stages of (d - 4) / 6 pre-activation b
 blocks with 16k, 32k and 64k channels (strides 1, 2, 2), then BatchNorm, ReLU, global
 average pooling and one linear layer. Dropout sits between a block's two convolutions.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,7 +31,8 @@ class WideBasicBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
         self.shortcut = (
-            None if in_channels == out_channels
+            None
+            if in_channels == out_channels
             else nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
         )
 
@@ -44,7 +46,9 @@ class WideBasicBlock(nn.Module):
 class WideResNet(nn.Module):
     """WRN-``depth``-``widen_factor`` for 32x32 inputs."""
 
-    def __init__(self, depth: int, widen_factor: int, num_classes: int = 10, dropout: float = 0.3) -> None:
+    def __init__(
+        self, depth: int, widen_factor: int, num_classes: int = 10, dropout: float = 0.3
+    ) -> None:
         super().__init__()
         if depth < 10 or (depth - 4) % 6:
             raise UserError(
@@ -58,7 +62,9 @@ class WideResNet(nn.Module):
         for width, stride in zip(widths, (1, 2, 2)):
             stage = []
             for index in range(blocks):
-                stage.append(WideBasicBlock(in_channels, width, stride if index == 0 else 1, dropout))
+                stage.append(
+                    WideBasicBlock(in_channels, width, stride if index == 0 else 1, dropout)
+                )
                 in_channels = width
             stages.append(nn.Sequential(*stage))
         self.stages = nn.Sequential(*stages)
@@ -80,7 +86,9 @@ class WideResNet(nn.Module):
         return self.fc(out.mean(dim=(2, 3)))
 
 
-def wide_resnet(depth: int, widen_factor: int, num_classes: int = 10, dropout: float = 0.3) -> WideResNet:
+def wide_resnet(
+    depth: int, widen_factor: int, num_classes: int = 10, dropout: float = 0.3
+) -> WideResNet:
     """Any WRN-depth-widen_factor, registered or not."""
     return WideResNet(depth, widen_factor, num_classes, dropout)
 

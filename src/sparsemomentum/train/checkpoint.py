@@ -6,6 +6,7 @@ then renamed over ``checkpoint.pt``; the previous good one is kept as
 instant therefore leaves at least one complete checkpoint. Loading uses
 ``torch.load(weights_only=True)``: a checkpoint is data, never code.
 """
+
 from __future__ import annotations
 
 import os
@@ -47,5 +48,9 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
         except Exception as error:  # a damaged file: fall back to the previous checkpoint
             problems.append(f"{path.name}: {type(error).__name__}")
     if problems:
-        raise UserError(f"the checkpoints in {run_dir} are unreadable ({'; '.join(problems)}); start the run again.")
-    raise UserError(f"{run_dir} holds no checkpoint to resume from; start a new run without --resume.")
+        raise UserError(
+            f"the checkpoints in {run_dir} are unreadable ({'; '.join(problems)}); start the run again."
+        )
+    raise UserError(
+        f"{run_dir} holds no checkpoint to resume from; start a new run without --resume."
+    )

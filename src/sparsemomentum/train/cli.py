@@ -3,6 +3,7 @@
 A user mistake (:class:`UserError`) prints one sentence and exits with status 2, never a
 traceback; the library below this module knows nothing about argparse.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,18 +24,36 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         default = spec.default if spec.default is not MISSING else spec.default_factory()
         help_text = f"{spec.metadata['help']} (default: {default})"
         if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=default, help=help_text
+            )
         elif typing.get_origin(kind) is list:
             item = typing.get_args(kind)[0]
-            parser.add_argument(flag, nargs="*", type=item, default=default, metavar="EPOCH" if item is int else "NAME",
-                                help=help_text)
+            parser.add_argument(
+                flag,
+                nargs="*",
+                type=item,
+                default=default,
+                metavar="EPOCH" if item is int else "NAME",
+                help=help_text,
+            )
         else:
-            base = next((t for t in (int, float, str) if kind is t or t in typing.get_args(kind)), str)
+            base = next(
+                (t for t in (int, float, str) if kind is t or t in typing.get_args(kind)), str
+            )
             parser.add_argument(flag, type=base, default=default, help=help_text)
-    parser.add_argument("--dense", action="store_const", const="dense", dest="method",
-                        help="train the dense baseline (same as --method dense)")
-    parser.add_argument("--preset", choices=sorted(PRESETS),
-                        help="the paper's recipe for a data set (model, epochs, batch, optimizer, schedule); flags given win")
+    parser.add_argument(
+        "--dense",
+        action="store_const",
+        const="dense",
+        dest="method",
+        help="train the dense baseline (same as --method dense)",
+    )
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="the paper's recipe for a data set (model, epochs, batch, optimizer, schedule); flags given win",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,35 +63,62 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     train_parser = commands.add_parser(
-        "train", help="train one model and write a run folder",
+        "train",
+        help="train one model and write a run folder",
         description="Train one model; defaults are the paper's MNIST recipe.",
     )
     _add_config_flags(train_parser)
 
     sweep_parser = commands.add_parser(
-        "sweep", help="train every run of an experiment file, skipping finished ones",
+        "sweep",
+        help="train every run of an experiment file, skipping finished ones",
         description="Train the grid of runs an experiment file (TOML) describes; rerunning resumes where it stopped.",
     )
-    sweep_parser.add_argument("experiment", help="experiment file, e.g. experiments/mnist-lenet300.toml")
-    sweep_parser.add_argument("--out", help="sweep folder (default: runs/<experiment file name without .toml>)")
-    sweep_parser.add_argument("--data-dir", help="folder holding mnist/ and fashion-mnist/ (default: $SPARSEMOMENTUM_DATA)")
-    sweep_parser.add_argument("--dry-run", action="store_true", help="list the runs still to do and stop")
-    sweep_parser.add_argument("--only", action="append", default=[], metavar="KEY=VALUE",
-                              help="train only the runs with this setting, e.g. --only seed=0 --only density=0.05 "
-                                   "(repeatable; several values of one key: any of them; 'variant' is the run's name)")
-    sweep_parser.add_argument("--jobs", type=int, default=1,
-                              help="runs trained in parallel processes, one thread each (default: 1)")
+    sweep_parser.add_argument(
+        "experiment", help="experiment file, e.g. experiments/mnist-lenet300.toml"
+    )
+    sweep_parser.add_argument(
+        "--out", help="sweep folder (default: runs/<experiment file name without .toml>)"
+    )
+    sweep_parser.add_argument(
+        "--data-dir",
+        help="folder holding mnist/ and fashion-mnist/ (default: $SPARSEMOMENTUM_DATA)",
+    )
+    sweep_parser.add_argument(
+        "--dry-run", action="store_true", help="list the runs still to do and stop"
+    )
+    sweep_parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="train only the runs with this setting, e.g. --only seed=0 --only density=0.05 "
+        "(repeatable; several values of one key: any of them; 'variant' is the run's name)",
+    )
+    sweep_parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs trained in parallel processes, one thread each (default: 1)",
+    )
 
     report_parser = commands.add_parser(
-        "report", help="tables and figures over finished runs",
+        "report",
+        help="tables and figures over finished runs",
         description="Write report.md (test error per method and density beside the paper's) and PNG figures.",
     )
-    report_parser.add_argument("path", help="a run folder or a folder holding run folders, e.g. runs/mnist-lenet300")
+    report_parser.add_argument(
+        "path", help="a run folder or a folder holding run folders, e.g. runs/mnist-lenet300"
+    )
     report_parser.add_argument("--out", help="folder for report.md and the figures (default: PATH)")
-    report_parser.add_argument("--density", type=float,
-                               help="density of the layer-density and learning-curve figures (default: 0.05 or the nearest)")
+    report_parser.add_argument(
+        "--density",
+        type=float,
+        help="density of the layer-density and learning-curve figures (default: 0.05 or the nearest)",
+    )
     export_parser = commands.add_parser(
-        "export", help="write a run's trained model with its sparse weights stored compactly",
+        "export",
+        help="write a run's trained model with its sparse weights stored compactly",
         description="Store every masked weight as CSR (values + int32 indices); load with sparsemomentum.load_exported(FILE).",
     )
     export_parser.add_argument("run_dir", help="a training run's folder")
@@ -87,7 +133,14 @@ def _export(run_dir: str, out: str) -> None:
     print(f"wrote {out}: {size:,} bytes, {size / dense:.1%} of the dense model's {dense:,} bytes")
 
 
-def _sweep(experiment: str, out: str | None, data_dir: str | None, dry_run: bool, jobs: int, only: list[str]) -> None:
+def _sweep(
+    experiment: str,
+    out: str | None,
+    data_dir: str | None,
+    dry_run: bool,
+    jobs: int,
+    only: list[str],
+) -> None:
     from .sweep import load_experiment, run_sweep
 
     loaded = load_experiment(experiment, out, data_dir, only)
@@ -95,8 +148,10 @@ def _sweep(experiment: str, out: str | None, data_dir: str | None, dry_run: bool
         print(loaded.plan())
         return
     trained = run_sweep(loaded, jobs)
-    print(f"trained {trained} of {len(loaded.runs)} runs (the others were already finished"
-          f"{' or left out by --only' if only else ''}); results in {loaded.out / 'results.csv'}")
+    print(
+        f"trained {trained} of {len(loaded.runs)} runs (the others were already finished"
+        f"{' or left out by --only' if only else ''}); results in {loaded.out / 'results.csv'}"
+    )
 
 
 def _report(path: str, out: str | None, density: float | None) -> None:

@@ -6,6 +6,7 @@ reads is (weights, momentum and gradients after DDP's all-reduce, a generator se
 same everywhere). :func:`check_masks_agree` verifies this cheaply at each update and stops
 the run with a clear error instead of training on with diverged masks.
 """
+
 from __future__ import annotations
 
 import os
@@ -53,7 +54,9 @@ def teardown(group: ProcessGroup) -> None:
         dist.destroy_process_group()
 
 
-def shard(inputs: torch.Tensor, labels: torch.Tensor, group: ProcessGroup) -> tuple[torch.Tensor, torch.Tensor]:
+def shard(
+    inputs: torch.Tensor, labels: torch.Tensor, group: ProcessGroup
+) -> tuple[torch.Tensor, torch.Tensor]:
     """This rank's part of a global batch: every sample is seen by exactly one rank.
 
     Shards differ by one sample when the batch does not divide evenly (a rank may get
@@ -69,7 +72,14 @@ def mask_checksum(masks: dict[str, torch.Tensor]) -> torch.Tensor:
     parts = []
     for mask in masks.values():
         positions = mask.flatten().nonzero().flatten()
-        parts.append(torch.stack([positions.numel() * torch.ones((), dtype=torch.int64, device=mask.device), positions.sum()]))
+        parts.append(
+            torch.stack(
+                [
+                    positions.numel() * torch.ones((), dtype=torch.int64, device=mask.device),
+                    positions.sum(),
+                ]
+            )
+        )
     return torch.cat(parts)
 
 
@@ -80,7 +90,9 @@ def check_masks_agree(masks: dict[str, torch.Tensor], group: ProcessGroup) -> No
     local = mask_checksum(masks)
     gathered = [torch.empty_like(local) for _ in range(group.world_size)]
     dist.all_gather(gathered, local)
-    disagreeing = [rank for rank, checksum in enumerate(gathered) if not torch.equal(checksum, gathered[0])]
+    disagreeing = [
+        rank for rank, checksum in enumerate(gathered) if not torch.equal(checksum, gathered[0])
+    ]
     if disagreeing:
         raise MaskDivergence(
             f"the masks of rank(s) {disagreeing} differ from rank 0's after a mask update; the run is stopped "

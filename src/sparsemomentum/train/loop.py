@@ -7,6 +7,7 @@ Everything the run decides is in the config; everything it learns goes to the ru
 Under torchrun every rank runs this same function on its shard of each global batch; only
 rank 0 writes files and shows progress.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -38,10 +39,21 @@ def all_finite(model: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
-def build_sparsifier(config: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer, total_steps: int,
-                     group: distributed.ProcessGroup = distributed.ProcessGroup()) -> Sparsifier:
-    options = dict(config.method_options(), density=config.density, total_steps=total_steps, seed=config.seed,
-                   include=tuple(config.include), exclude=tuple(config.exclude))
+def build_sparsifier(
+    config: TrainConfig,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    group: distributed.ProcessGroup = distributed.ProcessGroup(),
+) -> Sparsifier:
+    options = dict(
+        config.method_options(),
+        density=config.density,
+        total_steps=total_steps,
+        seed=config.seed,
+        include=tuple(config.include),
+        exclude=tuple(config.exclude),
+    )
     if config.layer_types:
         options["layer_types"] = tuple(getattr(torch.nn, name) for name in config.layer_types)
     if group.distributed:
@@ -58,13 +70,15 @@ def build_lr_schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, ste
     def factor(step: int) -> float:
         warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
         decays = sum(step >= m for m in milestones) if milestones else step // config.lr_decay_every
-        return warm * config.lr_decay_factor ** decays
+        return warm * config.lr_decay_factor**decays
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, split: data.Split, device: torch.device, batch_size: int = 1000) -> tuple[float, float]:
+def evaluate(
+    model: torch.nn.Module, split: data.Split, device: torch.device, batch_size: int = 1000
+) -> tuple[float, float]:
     """(accuracy in %, mean loss) of ``model`` on a split."""
     model.eval()
     correct, loss_sum = 0, 0.0
@@ -80,18 +94,24 @@ def evaluate(model: torch.nn.Module, split: data.Split, device: torch.device, ba
 def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) one training and return its summary (also written to the run folder)."""
     if config.resume:
-        config = TrainConfig.from_run(config.resume, data_dir=config.data_dir, threads=config.threads)
+        config = TrainConfig.from_run(
+            config.resume, data_dir=config.data_dir, threads=config.threads
+        )
     config.validate()
     if config.threads:
         torch.set_num_threads(config.threads)
-    group = distributed.setup(torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu")))
+    group = distributed.setup(
+        torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    )
     try:
         return _train(config, progress and group.is_main, group.device, group)
     finally:
         distributed.teardown(group)
 
 
-def _train(config: TrainConfig, progress: bool, device: torch.device, group: distributed.ProcessGroup) -> dict[str, Any]:
+def _train(
+    config: TrainConfig, progress: bool, device: torch.device, group: distributed.ProcessGroup
+) -> dict[str, Any]:
     run = None
     if config.out and group.is_main:
         run = RunFolder(config.out, config.overwrite, resume=bool(config.resume))
@@ -104,26 +124,44 @@ def _train(config: TrainConfig, progress: bool, device: torch.device, group: dis
     lr_schedule = build_lr_schedule(config, optimizer, steps_per_epoch)
     shuffle = torch.Generator().manual_seed(config.seed)
     scaler = torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None
-    autocast = (torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16)
-                if config.amp else contextlib.nullcontext())
+    autocast = (
+        torch.autocast(
+            device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16
+        )
+        if config.amp
+        else contextlib.nullcontext()
+    )
     if group.distributed:
-        network = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        network = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     else:
         network = model
 
-    def checkpoint(epoch: int, step_in_epoch: int, epoch_shuffle_state: torch.Tensor, loss_sum: torch.Tensor) -> None:
+    def checkpoint(
+        epoch: int, step_in_epoch: int, epoch_shuffle_state: torch.Tensor, loss_sum: torch.Tensor
+    ) -> None:
         """Everything needed to continue bit-identically: the run goes on at step ``step_in_epoch``
         + 1 of ``epoch``, whose batch order comes from ``epoch_shuffle_state``."""
         if run is None:
             return
-        save_checkpoint(run.path, {
-            "epoch": epoch, "step_in_epoch": step_in_epoch, "loss_sum": loss_sum,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "sparsifier": sparsifier.state_dict(),
-            "lr_schedule": lr_schedule.state_dict(), "scaler": scaler.state_dict() if scaler else {},
-            "epoch_shuffle_state": epoch_shuffle_state, "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
-            "num_classes": splits.num_classes,
-        })
+        save_checkpoint(
+            run.path,
+            {
+                "epoch": epoch,
+                "step_in_epoch": step_in_epoch,
+                "loss_sum": loss_sum,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "sparsifier": sparsifier.state_dict(),
+                "lr_schedule": lr_schedule.state_dict(),
+                "scaler": scaler.state_dict() if scaler else {},
+                "epoch_shuffle_state": epoch_shuffle_state,
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+                "num_classes": splits.num_classes,
+            },
+        )
 
     first_epoch, skip_steps, resumed_loss = 1, 0, torch.zeros(())
     if config.resume:
@@ -138,13 +176,23 @@ def _train(config: TrainConfig, progress: bool, device: torch.device, group: dis
         torch.set_rng_state(state["torch_rng"])
         if device.type == "cuda" and state.get("cuda_rng"):
             torch.cuda.set_rng_state_all(state["cuda_rng"])
-        first_epoch, skip_steps, resumed_loss = state["epoch"], state["step_in_epoch"], state["loss_sum"]
+        first_epoch, skip_steps, resumed_loss = (
+            state["epoch"],
+            state["step_in_epoch"],
+            state["loss_sum"],
+        )
         if run:
             run.keep_metrics_before(first_epoch)
     elif run:
-        run.write_json(RunFolder.CONFIG, {**config.to_dict(), "resolved": algorithms.resolved_options(sparsifier)})
+        run.write_json(
+            RunFolder.CONFIG,
+            {**config.to_dict(), "resolved": algorithms.resolved_options(sparsifier)},
+        )
     if progress and sparsifier.kernels is not None:
-        dense = "; ".join(f"{name} ({reason})" for name, reason in sparsifier.kernels.dense.items()) or "none"
+        dense = (
+            "; ".join(f"{name} ({reason})" for name, reason in sparsifier.kernels.dense.items())
+            or "none"
+        )
         tqdm.write(f"sparse kernels: {', '.join(sparsifier.kernels.sparse)}; dense: {dense}")
 
     started = time.perf_counter()
@@ -155,8 +203,13 @@ def _train(config: TrainConfig, progress: bool, device: torch.device, group: dis
         network.train()
         loss_sum = resumed_loss if epoch == first_epoch else torch.zeros(())
         batches = splits.train.batches(config.batch_size, shuffle=True, generator=shuffle)
-        bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}", leave=False,
-                   disable=None if progress else True)
+        bar = tqdm(
+            batches,
+            total=steps_per_epoch,
+            desc=f"epoch {epoch}/{config.epochs}",
+            leave=False,
+            disable=None if progress else True,
+        )
         for step_in_epoch, (inputs, labels) in enumerate(bar, start=1):
             if epoch == first_epoch and step_in_epoch <= skip_steps:
                 continue  # replayed only to advance the shuffle and augmentation RNG exactly
@@ -164,17 +217,31 @@ def _train(config: TrainConfig, progress: bool, device: torch.device, group: dis
             inputs, labels = distributed.shard(inputs.to(device), labels.to(device), group)
             optimizer.zero_grad(set_to_none=True)
             with autocast:
-                if group.distributed:  # this shard's share of the global mean (DDP averages over ranks)
-                    loss = F.cross_entropy(network(inputs), labels, reduction="sum",
-                                           label_smoothing=config.label_smoothing) * group.world_size / global_count
+                if (
+                    group.distributed
+                ):  # this shard's share of the global mean (DDP averages over ranks)
+                    loss = (
+                        F.cross_entropy(
+                            network(inputs),
+                            labels,
+                            reduction="sum",
+                            label_smoothing=config.label_smoothing,
+                        )
+                        * group.world_size
+                        / global_count
+                    )
                 else:
-                    loss = F.cross_entropy(network(inputs), labels, label_smoothing=config.label_smoothing)
+                    loss = F.cross_entropy(
+                        network(inputs), labels, label_smoothing=config.label_smoothing
+                    )
             (scaler.scale(loss) if scaler else loss).backward()
             sparsifier.step(scaler)
             lr_schedule.step()
             loss_sum += loss.detach().float().cpu()
             if config.checkpoint_every and sparsifier.step_count % config.checkpoint_every == 0:
-                if torch.isfinite(loss_sum) and all_finite(model):  # never overwrite a good checkpoint with NaNs
+                if torch.isfinite(loss_sum) and all_finite(
+                    model
+                ):  # never overwrite a good checkpoint with NaNs
                     checkpoint(epoch, step_in_epoch, epoch_shuffle_state, loss_sum)
         train_loss = float(loss_sum) / steps_per_epoch
         if not (math.isfinite(train_loss) and all_finite(model)):
@@ -211,11 +278,18 @@ def _train(config: TrainConfig, progress: bool, device: torch.device, group: dis
     if validation_accuracy is None:  # resumed from the final checkpoint: no epoch ran here
         validation_accuracy = evaluate(network, splits.validation, device)[0]
     summary = {
-        "model": config.model, "dataset": config.dataset, "method": config.method,
-        "density": sparsifier.density, "seed": config.seed, "epochs": config.epochs,
-        "test_accuracy": test_accuracy, "test_error": 100.0 - test_accuracy, "test_loss": test_loss,
+        "model": config.model,
+        "dataset": config.dataset,
+        "method": config.method,
+        "density": sparsifier.density,
+        "seed": config.seed,
+        "epochs": config.epochs,
+        "test_accuracy": test_accuracy,
+        "test_error": 100.0 - test_accuracy,
+        "test_loss": test_loss,
         "validation_accuracy": validation_accuracy,
-        "nonzero": sparsifier.nonzero_count(), "target_nonzero": sparsifier.target_nonzero_count(),
+        "nonzero": sparsifier.nonzero_count(),
+        "target_nonzero": sparsifier.target_nonzero_count(),
         "layer_density": sparsifier.layer_densities(),
         "mask_updates": sparsifier.update_count,
         "seconds": time.perf_counter() - started,

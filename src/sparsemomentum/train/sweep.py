@@ -12,6 +12,7 @@ crossed with the other grid axes; a key an arm sets replaces the grid axis of th
 instead of once per density. Every run lives in DIR/<model>/<dataset>/<arm>/d<density>/s<seed>/
 and is finished when its summary.json exists, so a killed sweep resumes where it stopped.
 """
+
 from __future__ import annotations
 
 import csv
@@ -44,7 +45,17 @@ SWEEP_OWNED = ("out", "overwrite")
 # Settings that cannot change a run's numbers: a finished run trained with other values still counts.
 NOT_RESULTS = ("out", "overwrite", "data_dir", "download", "threads")
 # results.csv starts with what identifies a run and what it scored; other columns follow sorted.
-LEADING_COLUMNS = ("variant", "model", "dataset", "method", "density", "seed", "epochs", "test_error", "test_accuracy")
+LEADING_COLUMNS = (
+    "variant",
+    "model",
+    "dataset",
+    "method",
+    "density",
+    "seed",
+    "epochs",
+    "test_error",
+    "test_accuracy",
+)
 RESULTS = "results.csv"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]*")
 
@@ -56,7 +67,9 @@ def _field_kinds() -> dict[str, type]:
         if typing.get_origin(hint) is list:
             kinds[name] = list
         else:
-            kinds[name] = next(t for t in (*typing.get_args(hint), hint) if t in (bool, int, float, str))
+            kinds[name] = next(
+                t for t in (*typing.get_args(hint), hint) if t in (bool, int, float, str)
+            )
     return kinds
 
 
@@ -69,12 +82,21 @@ def density_folder(density: float) -> str:
 
 def run_path(root: Path, arm: str, config: TrainConfig) -> Path:
     """Where a run of ``arm`` lives: readable by what it is, unique within a sweep."""
-    return root / config.model / config.dataset / arm / density_folder(config.density) / f"s{config.seed}"
+    return (
+        root
+        / config.model
+        / config.dataset
+        / arm
+        / density_folder(config.density)
+        / f"s{config.seed}"
+    )
 
 
 def arm_from_path(run_dir: Path, config: dict[str, Any]) -> str | None:
     """The method or variant name of a run folder laid out by a sweep (None for other folders)."""
-    if run_dir.name == f"s{config['seed']}" and run_dir.parent.name == density_folder(config["density"]):
+    if run_dir.name == f"s{config['seed']}" and run_dir.parent.name == density_folder(
+        config["density"]
+    ):
         return run_dir.parent.parent.name
     return None
 
@@ -115,11 +137,16 @@ class Experiment:
     def plan(self) -> str:
         """What --dry-run prints: each run still to do, then the counts."""
         pending = self.pending()
-        lines = [f"{self.relative(run)}{'  (unfinished folder, will restart)' if run.path.exists() else ''}" for run in pending]
+        lines = [
+            f"{self.relative(run)}{'  (unfinished folder, will restart)' if run.path.exists() else ''}"
+            for run in pending
+        ]
         finished = sum(run.finished for run in self.runs)
         left_out = len(self.runs) - finished - len(pending)
-        lines.append(f"{len(self.runs)} runs in {self.out}: {finished} already finished, {len(pending)} to do"
-                     + (f", {left_out} left out by --only." if left_out else "."))
+        lines.append(
+            f"{len(self.runs)} runs in {self.out}: {finished} already finished, {len(pending)} to do"
+            + (f", {left_out} left out by --only." if left_out else ".")
+        )
         return "\n".join(lines)
 
 
@@ -129,14 +156,23 @@ def parse_only(selections: Sequence[str]) -> dict[str, set[Any]]:
     for selection in selections:
         key, separator, text = selection.partition("=")
         if not separator or not text:
-            raise UserError(f"--only takes KEY=VALUE, e.g. --only seed=0 or --only variant=dense; got {selection!r}.")
+            raise UserError(
+                f"--only takes KEY=VALUE, e.g. --only seed=0 or --only variant=dense; got {selection!r}."
+            )
         if key != "variant" and key not in FIELD_KINDS:
-            raise UserError(f"--only {selection}: {key!r} is not a run setting; use a key of the experiment file or 'variant'.")
+            raise UserError(
+                f"--only {selection}: {key!r} is not a run setting; use a key of the experiment file or 'variant'."
+            )
         kind = str if key == "variant" else FIELD_KINDS[key]
         try:
-            value = {bool: lambda t: {"true": True, "false": False}[t.lower()], list: lambda t: t.split(",")}.get(kind, kind)(text)
+            value = {
+                bool: lambda t: {"true": True, "false": False}[t.lower()],
+                list: lambda t: t.split(","),
+            }.get(kind, kind)(text)
         except (KeyError, ValueError):
-            raise UserError(f"--only {selection}: {text!r} is not a valid value for {key}.") from None
+            raise UserError(
+                f"--only {selection}: {text!r} is not a valid value for {key}."
+            ) from None
         only.setdefault(key, set()).add(value)
     return only
 
@@ -151,7 +187,13 @@ def _coerce(key: str, value: Any, where: str) -> Any:
     else:
         valid = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
     if not valid:
-        words = {list: "a list of strings", float: "a number", int: "an integer", str: "a string", bool: "true or false"}
+        words = {
+            list: "a list of strings",
+            float: "a number",
+            int: "an integer",
+            str: "a string",
+            bool: "true or false",
+        }
         raise UserError(f"{key} in {where} must be {words[kind]}, got {value!r}.")
     return float(value) if kind is float else value
 
@@ -161,12 +203,18 @@ def _checked_table(table: dict[str, Any], where: str, is_grid: bool = False) -> 
     checked = {}
     for key, value in table.items():
         if key in SWEEP_OWNED:
-            raise UserError(f"{key} in {where} is chosen by the sweep for each run; remove it and pass --out DIR to the sweep.")
+            raise UserError(
+                f"{key} in {where} is chosen by the sweep for each run; remove it and pass --out DIR to the sweep."
+            )
         if key not in FIELD_KINDS:
-            raise UserError(f"unknown key {key!r} in {where}; use TrainConfig fields as in `sparsemomentum train --help` (with underscores).")
+            raise UserError(
+                f"unknown key {key!r} in {where}; use TrainConfig fields as in `sparsemomentum train --help` (with underscores)."
+            )
         if is_grid:
             if not isinstance(value, list) or not value:
-                raise UserError(f"{key} in {where} must be a non-empty list of values, got {value!r}.")
+                raise UserError(
+                    f"{key} in {where} must be a non-empty list of values, got {value!r}."
+                )
             checked[key] = [_coerce(key, item, where) for item in value]
         else:
             checked[key] = _coerce(key, value, where)
@@ -178,33 +226,55 @@ def _read_toml(file: Path) -> dict[str, Any]:
         with open(file, "rb") as handle:
             return tomllib.load(handle)
     except FileNotFoundError:
-        raise UserError(f"the experiment file {file} does not exist; pass the path of a .toml file such as experiments/mnist-lenet300.toml.") from None
+        raise UserError(
+            f"the experiment file {file} does not exist; pass the path of a .toml file such as experiments/mnist-lenet300.toml."
+        ) from None
     except tomllib.TOMLDecodeError as error:
-        raise UserError(f"the experiment file {file} is not valid TOML ({error}); fix that line.") from None
+        raise UserError(
+            f"the experiment file {file} is not valid TOML ({error}); fix that line."
+        ) from None
 
 
-def _arms(document: dict[str, Any], file: Path, grid: dict[str, list]) -> list[tuple[str | None, dict[str, Any]]]:
+def _arms(
+    document: dict[str, Any], file: Path, grid: dict[str, list]
+) -> list[tuple[str | None, dict[str, Any]]]:
     """(name, overrides) per report row: one per grid method, one per [[variant]]."""
-    arms: list[tuple[str | None, dict[str, Any]]] = [(method, {"method": method}) for method in grid.pop("method", [])]
+    arms: list[tuple[str | None, dict[str, Any]]] = [
+        (method, {"method": method}) for method in grid.pop("method", [])
+    ]
     variants = document.get("variant", [])
     if not isinstance(variants, list):
-        raise UserError(f"variants in {file} must be [[variant]] entries (double brackets), not a [variant] table.")
+        raise UserError(
+            f"variants in {file} must be [[variant]] entries (double brackets), not a [variant] table."
+        )
     for index, variant in enumerate(variants, 1):
         variant = dict(variant)
         name = variant.pop("name", None)
         if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise UserError(f"[[variant]] number {index} in {file} needs a name of letters, digits and . _ + = - (it names the run folders), got {name!r}.")
+            raise UserError(
+                f"[[variant]] number {index} in {file} needs a name of letters, digits and . _ + = - (it names the run folders), got {name!r}."
+            )
         arms.append((name, _checked_table(variant, f"[[variant]] {name!r} of {file}")))
     return arms or [(None, {})]
 
 
 def _label(value: Any) -> str:
     """A grid value as it appears in a folder name."""
-    return ",".join(value) if isinstance(value, list) else f"{value:g}" if isinstance(value, float) else str(value)
+    return (
+        ",".join(value)
+        if isinstance(value, list)
+        else f"{value:g}"
+        if isinstance(value, float)
+        else str(value)
+    )
 
 
-def load_experiment(file: str | Path, out: str | Path | None = None, data_dir: str | None = None,
-                    only: Sequence[str] = ()) -> Experiment:
+def load_experiment(
+    file: str | Path,
+    out: str | Path | None = None,
+    data_dir: str | None = None,
+    only: Sequence[str] = (),
+) -> Experiment:
     """Read and expand an experiment file; every run's config is validated before anything trains.
 
     ``only``: ``KEY=VALUE`` selections (see :func:`parse_only`) of the runs a sweep trains.
@@ -214,12 +284,16 @@ def load_experiment(file: str | Path, out: str | Path | None = None, data_dir: s
     document = _read_toml(file)
     for key, value in document.items():
         if key not in TABLES or (key != "variant" and not isinstance(value, dict)):
-            raise UserError(f"unknown key {key!r} in {file}; an experiment file has a [base] table, a [grid] table and [[variant]] entries.")
+            raise UserError(
+                f"unknown key {key!r} in {file}; an experiment file has a [base] table, a [grid] table and [[variant]] entries."
+            )
     base = _checked_table(document.get("base", {}), f"[base] of {file}")
     grid = _checked_table(document.get("grid", {}), f"[grid] of {file}", is_grid=True)
     clashes = sorted(base.keys() & grid.keys())
     if clashes:
-        raise UserError(f"{clashes[0]} is in both [base] and [grid] of {file}; keep it in one of them.")
+        raise UserError(
+            f"{clashes[0]} is in both [base] and [grid] of {file}; keep it in one of them."
+        )
     if data_dir is not None:
         base["data_dir"] = str(data_dir)
     root = Path(out) if out is not None else Path("runs") / file.stem
@@ -232,18 +306,26 @@ def load_experiment(file: str | Path, out: str | Path | None = None, data_dir: s
         for values in itertools.product(*axes.values()):
             point = dict(zip(axes, values))
             config = TrainConfig(**{**base, **point, **overrides})
-            arm = (name or config.method) + "".join(f"_{key}={_label(point[key])}" for key in extra_axes if key in point)
+            arm = (name or config.method) + "".join(
+                f"_{key}={_label(point[key])}" for key in extra_axes if key in point
+            )
             config = replace(config, out=str(run_path(root, arm, config)), overwrite=True)
             try:
                 config.validate()
             except UserError as error:
-                raise UserError(f"{file}, run {arm} at density {config.density:g}: {error}") from None
+                raise UserError(
+                    f"{file}, run {arm} at density {config.density:g}: {error}"
+                ) from None
             run = Run(arm, config)
             if run.path in runs:
-                raise UserError(f"two runs of {file} share the folder {run.path}; give the [[variant]] entries different names.")
+                raise UserError(
+                    f"two runs of {file} share the folder {run.path}; give the [[variant]] entries different names."
+                )
             runs[run.path] = run
     # Seed-major order: an interrupted sweep already compares every arm at the first seed.
-    experiment = Experiment(file, root, sorted(runs.values(), key=lambda run: run.config.seed), selected)
+    experiment = Experiment(
+        file, root, sorted(runs.values(), key=lambda run: run.config.seed), selected
+    )
     _check_finished_runs(experiment)
     return experiment
 
@@ -269,10 +351,16 @@ def write_results(experiment: Experiment) -> Path:
     for run in experiment.runs:
         if run.finished:
             summary = json.loads((run.path / RunFolder.SUMMARY).read_text())
-            scalars = {key: value for key, value in summary.items() if not isinstance(value, (dict, list))}
+            scalars = {
+                key: value for key, value in summary.items() if not isinstance(value, (dict, list))
+            }
             rows.append({"variant": run.arm, **scalars, "path": experiment.relative(run)})
     keys = {key for row in rows for key in row}
-    columns = [key for key in LEADING_COLUMNS if key in keys] + sorted(keys - {*LEADING_COLUMNS, "path"}) + ["path"]
+    columns = (
+        [key for key in LEADING_COLUMNS if key in keys]
+        + sorted(keys - {*LEADING_COLUMNS, "path"})
+        + ["path"]
+    )
     text = io.StringIO()
     writer = csv.DictWriter(text, columns, restval="", lineterminator="\n")
     writer.writeheader()
@@ -319,7 +407,10 @@ def run_sweep(experiment: Experiment, jobs: int = 1, trainer: Trainer = train) -
             # spawn, not fork: a forked copy of a process that already used torch's thread pools can hang.
             pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
             try:
-                futures = {pool.submit(_attempt, trainer, replace(run.config, threads=1), False): run for run in pending}
+                futures = {
+                    pool.submit(_attempt, trainer, replace(run.config, threads=1), False): run
+                    for run in pending
+                }
                 for future in as_completed(futures):
                     finished(futures[future], future.result())
             finally:
