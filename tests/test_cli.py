@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from sparsemomentum.train.cli import main
+from sparsemomentum.cli import main
 
 
 def run_cli(*arguments, data_dir=None):
@@ -187,7 +187,7 @@ def test_sparse_backend_trains_from_the_command_line(tmp_path, data_dir, capsys)
 
 
 def test_preset_sets_the_papers_recipe_and_given_flags_win(monkeypatch):
-    from sparsemomentum.train import cli
+    from sparsemomentum import cli
 
     seen = {}
 

@@ -2,10 +2,10 @@ import pytest
 import torch
 
 import sparsemomentum as sm
+from sparsemomentum.cli import main
 from sparsemomentum.data import load_dataset
 from sparsemomentum.export import export_run
-from sparsemomentum.train.checkpoint import load_checkpoint
-from sparsemomentum.train.cli import main
+from sparsemomentum.runs import load_checkpoint
 
 
 @pytest.fixture(scope="module")

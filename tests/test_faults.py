@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 import sparsemomentum as sm
+from sparsemomentum.cli import main
 from sparsemomentum.core.sparsifier import NonFiniteWeights
-from sparsemomentum.train import checkpoint as checkpoint_module
-from sparsemomentum.train.cli import main
+from sparsemomentum.runs import checkpoint as checkpoint_module
 
 
 def cli(data_dir, out, *arguments):

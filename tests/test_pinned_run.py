@@ -20,7 +20,7 @@ from sparsemomentum import data
 from sparsemomentum.backends import compiled
 from sparsemomentum.data.registry import register_dataset
 from sparsemomentum.data.splits import TensorSplit
-from sparsemomentum.train.checkpoint import load_checkpoint
+from sparsemomentum.runs import load_checkpoint
 from sparsemomentum.train.config import TrainConfig
 from sparsemomentum.train.loop import train
 

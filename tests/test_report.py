@@ -9,8 +9,8 @@ from PIL import Image
 
 from sparsemomentum.analysis.paper import paper_error
 from sparsemomentum.analysis.report import Cell, write_report
+from sparsemomentum.cli import main
 from sparsemomentum.errors import UserError
-from sparsemomentum.train.cli import main
 
 LAYERS = ("fc1.weight", "fc2.weight", "fc3.weight")
 # (folder name, method, density, {seed: test error in %}), as a sweep lays them out

@@ -10,8 +10,8 @@ import time
 import pytest
 import torch
 
-from sparsemomentum.train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
-from sparsemomentum.train.cli import main
+from sparsemomentum.cli import main
+from sparsemomentum.runs import CHECKPOINT, load_checkpoint, save_checkpoint
 
 ARGUMENTS = [
     "train",

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from sparsemomentum.cli import main
 from sparsemomentum.errors import UserError
-from sparsemomentum.train.cli import main
+from sparsemomentum.runs import RunFolder
 from sparsemomentum.train.config import TrainConfig
-from sparsemomentum.train.run_folder import RunFolder
 from sparsemomentum.train.sweep import load_experiment, run_sweep
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"

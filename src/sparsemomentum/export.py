@@ -19,6 +19,7 @@ from torch import nn
 from .atomic import atomic_file
 from .errors import UserError
 from .models import create_model
+from .runs import load_checkpoint
 
 FORMAT = "sparsemomentum-export-1"
 
@@ -101,8 +102,6 @@ def export_run(run_dir: str | os.PathLike, path: str | os.PathLike) -> tuple[int
     """Export the model of a run folder's last checkpoint; returns (export bytes, dense bytes)."""
     import io
     import json
-
-    from .train.checkpoint import load_checkpoint
 
     run_dir = Path(run_dir)
     try:

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from ..atomic import atomic_file
-from ..train.run_folder import read_metrics
+from ..runs import read_metrics
 
 
 def pyplot():

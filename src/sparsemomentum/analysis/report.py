@@ -20,8 +20,7 @@ from typing import Any
 
 from ..algorithms import METHODS
 from ..errors import UserError
-from ..train.run_folder import RunFolder, read_metrics, write_atomically
-from ..train.sweep import arm_from_path, density_folder
+from ..runs import RunFolder, arm_from_path, density_folder, read_metrics, write_atomically
 from .paper import CITATION, paper_error
 from .plots import pyplot, save_figure
 

@@ -25,10 +25,9 @@ from .. import algorithms, data, models
 from ..analysis.plots import plot_run
 from ..core.sparsifier import Sparsifier
 from ..errors import UserError
+from ..runs import CHECKPOINT, RunFolder, load_checkpoint, save_checkpoint
 from . import distributed
-from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .run_folder import RunFolder
 
 
 class TrainingDiverged(UserError):

@@ -31,9 +31,9 @@ from typing import Any, Callable, Sequence
 from tqdm import tqdm
 
 from ..errors import UserError
+from ..runs import RunFolder, run_path, write_atomically
 from .config import TrainConfig
 from .loop import train
-from .run_folder import RunFolder, write_atomically
 
 Trainer = Callable[[TrainConfig, bool], dict[str, Any]]
 
@@ -74,31 +74,6 @@ def _field_kinds() -> dict[str, type]:
 
 
 FIELD_KINDS = _field_kinds()
-
-
-def density_folder(density: float) -> str:
-    return f"d{density:g}"
-
-
-def run_path(root: Path, arm: str, config: TrainConfig) -> Path:
-    """Where a run of ``arm`` lives: readable by what it is, unique within a sweep."""
-    return (
-        root
-        / config.model
-        / config.dataset
-        / arm
-        / density_folder(config.density)
-        / f"s{config.seed}"
-    )
-
-
-def arm_from_path(run_dir: Path, config: dict[str, Any]) -> str | None:
-    """The method or variant name of a run folder laid out by a sweep (None for other folders)."""
-    if run_dir.name == f"s{config['seed']}" and run_dir.parent.name == density_folder(
-        config["density"]
-    ):
-        return run_dir.parent.parent.name
-    return None
 
 
 @dataclass(frozen=True)
@@ -309,7 +284,13 @@ def load_experiment(
             arm = (name or config.method) + "".join(
                 f"_{key}={_label(point[key])}" for key in extra_axes if key in point
             )
-            config = replace(config, out=str(run_path(root, arm, config)), overwrite=True)
+            config = replace(
+                config,
+                out=str(
+                    run_path(root, arm, config.model, config.dataset, config.density, config.seed)
+                ),
+                overwrite=True,
+            )
             try:
                 config.validate()
             except UserError as error:

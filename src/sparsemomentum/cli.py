@@ -12,8 +12,8 @@ import typing
 from dataclasses import MISSING, fields
 from typing import Sequence
 
-from ..errors import UserError
-from .config import PRESETS, TrainConfig
+from .errors import UserError
+from .train.config import PRESETS, TrainConfig
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _export(run_dir: str, out: str) -> None:
-    from ..export import export_run
+    from .export import export_run
 
     size, dense = export_run(run_dir, out)
     print(f"wrote {out}: {size:,} bytes, {size / dense:.1%} of the dense model's {dense:,} bytes")
@@ -141,7 +141,7 @@ def _sweep(
     jobs: int,
     only: list[str],
 ) -> None:
-    from .sweep import load_experiment, run_sweep
+    from .train.sweep import load_experiment, run_sweep
 
     loaded = load_experiment(experiment, out, data_dir, only)
     if dry_run:
@@ -155,7 +155,7 @@ def _sweep(
 
 
 def _report(path: str, out: str | None, density: float | None) -> None:
-    from ..analysis.report import write_report
+    from .analysis.report import write_report
 
     print(f"wrote {write_report(path, out, density)}")
 
@@ -178,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = arguments.pop("command")
     try:
         if command == "train":
-            from .loop import train
+            from .train.loop import train
 
             summary = train(TrainConfig(**arguments))
             print(
