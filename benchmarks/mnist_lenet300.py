@@ -38,14 +38,16 @@ def main() -> None:
     results: dict[str, list[dict]] = {"sparse-momentum": [], "dense": []}
     for seed in arguments.seeds:
         for method in results:
-            config = TrainConfig(
-                method=method,
-                density=arguments.density,
-                epochs=arguments.epochs,
-                seed=seed,
-                data_dir=arguments.data_dir,
-                out=f"{arguments.out}/{method}-seed{seed}",
-                overwrite=True,
+            config = TrainConfig.from_settings(
+                dict(
+                    method=method,
+                    density=arguments.density if method != "dense" else None,
+                    epochs=arguments.epochs,
+                    seed=seed,
+                    data_dir=arguments.data_dir,
+                    out=f"{arguments.out}/{method}-seed{seed}",
+                    overwrite=True,
+                )
             )
             summary = train(config, progress=False)
             results[method].append(summary)

@@ -134,15 +134,17 @@ def main() -> None:
     results: dict[str, list[dict]] = {"masked": [], "sparse": []}
     for seed in arguments.seeds:
         for backend in results:
-            config = TrainConfig(
-                density=0.05,
-                epochs=arguments.epochs,
-                seed=seed,
-                backend=backend,
-                momentum_window=arguments.window if backend == "sparse" else None,
-                data_dir=arguments.data_dir,
-                out=f"{arguments.out}/{backend}-seed{seed}",
-                overwrite=True,
+            config = TrainConfig.from_settings(
+                dict(
+                    density=0.05,
+                    epochs=arguments.epochs,
+                    seed=seed,
+                    backend=backend,
+                    momentum_window=arguments.window if backend == "sparse" else None,
+                    data_dir=arguments.data_dir,
+                    out=f"{arguments.out}/{backend}-seed{seed}",
+                    overwrite=True,
+                )
             )
             summary = train(config, progress=False)
             results[backend].append(summary)

@@ -143,7 +143,7 @@ class Variant:
 
     @property
     def sparse_layers(self) -> int:
-        kernels = self.sparsifier.kernels if self.sparsifier is not None else None
+        kernels = getattr(self.sparsifier.backend, "kernels", None) if self.sparsifier else None
         return len(kernels.sparse) if kernels is not None else 0
 
     def step(self) -> None:
@@ -236,7 +236,7 @@ def result_record(config: Config, variants: dict[str, Variant], interval: int, w
             for name, variant in variants.items()
         },
         "sparse_layers": sparse.sparse_layers,
-        "dense_in_sparse_backend": dict(sparse.sparsifier.kernels.dense),
+        "dense_in_sparse_backend": dict(sparse.sparsifier.backend.kernels.dense),
     }
 
 

@@ -5,7 +5,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparsemomentum.core.allocation import allocate, initial_counts, target_nonzeros
-from sparsemomentum.errors import UserError
 
 
 def test_allocation_is_proportional_when_nothing_overflows():
@@ -86,17 +85,3 @@ def test_er_ignores_kernel_size_but_erk_does_not():
     erk = initial_counts("erk", shapes, 0.1)
     assert er[0] / 36864 == pytest.approx(er[1] / 4096, rel=1e-2)
     assert erk[0] / 36864 < erk[1] / 4096
-
-
-@pytest.mark.parametrize("density", [0.0, -0.1, 1.5])
-def test_density_outside_unit_interval_is_refused(density):
-    with pytest.raises(UserError, match=r"density must be in \(0, 1\]"):
-        initial_counts("uniform", [(10, 10)], density)
-
-
-def test_unknown_distribution_is_refused_with_the_choices():
-    with pytest.raises(
-        UserError,
-        match="unknown density distribution 'gaussian'; choose one of: erdos_renyi, erk, uniform",
-    ):
-        initial_counts("gaussian", [(10, 10)], 0.1)

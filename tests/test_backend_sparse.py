@@ -322,7 +322,8 @@ def train(method, use_sparse_kernels, dense_weight_gradient, steps=20):
     optimizer = torch.optim.SGD(
         model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4
     )
-    sparsifier = method(model, optimizer, density=0.2, total_steps=steps, update_interval=5)
+    updates = {"update_interval": 5} if method is sm.SparseMomentum else {}  # static: none
+    sparsifier = method(model, optimizer, density=0.2, total_steps=steps, **updates)
     handle = (
         sparsify_layers(model, sparsifier.masks, dense_weight_gradient)
         if use_sparse_kernels

@@ -81,8 +81,8 @@ def test_dense_flag_trains_the_dense_baseline(tmp_path, data_dir):
         (["--density", "0"], r"density must be in \(0, 1\], got 0.0"),
         (["--density", "1.5"], r"density must be in \(0, 1\], got 1.5"),
         (["--prune-rate", "1"], r"prune rate must be in \[0, 1\)"),
-        (["--epochs", "0"], "epochs must be a positive number"),
-        (["--batch-size", "-1"], "batch size must be a positive number"),
+        (["--epochs", "0"], "--epochs must be at least 1, got 0"),
+        (["--batch-size", "-1"], "--batch-size must be at least 1, got -1"),
         (["--growth", "best"], "unknown growth 'best'"),
         (["--optimizer", "lbfgs"], "unknown optimizer 'lbfgs'"),
         (["--layer-types", "Dense"], "unknown layer type 'Dense'"),
@@ -148,7 +148,7 @@ def test_overwrite_never_deletes_a_folder_that_is_not_a_run(tmp_path, data_dir, 
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (["--weight-decay", "-1"], "weight decay must be zero or positive"),
+        (["--weight-decay", "-1"], "--weight-decay must be at least 0, got -1.0"),
         (["--momentum", "1"], r"momentum must be in \[0, 1\)"),
         (["--momentum-window", "0"], "momentum window must be at least one step"),
         (["--stop-fraction", "2"], r"stop fraction must be in \(0, 1\]"),
@@ -210,7 +210,8 @@ def test_preset_sets_the_papers_recipe_and_given_flags_win(monkeypatch):
         256,
         1e-4,
     )
-    assert (config.warmup_epochs, config.label_smoothing, config.prune_rate, config.density) == (
+    prune_rate = config.method_options["prune_rate"]
+    assert (config.warmup_epochs, config.label_smoothing, prune_rate, config.density) == (
         5,
         0.1,
         0.2,

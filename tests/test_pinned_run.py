@@ -60,17 +60,10 @@ def _digest(tensors: dict[str, torch.Tensor]) -> str:
 
 
 def run_checksums(model: str, backend: str, out: Path, data_dir: Path) -> tuple[str, str]:
-    config = TrainConfig(
-        model=model,
-        dataset="mnist-first-3000",
-        epochs=2,
-        seed=3,
-        threads=1,
-        backend=backend,
-        momentum_window=10,
-        data_dir=str(data_dir),
-        out=str(out),
-    )
+    config = TrainConfig.from_settings(
+        dict(model=model, dataset="mnist-first-3000", epochs=2, seed=3, threads=1,
+             backend=backend, momentum_window=10, data_dir=str(data_dir), out=str(out))
+    )  # fmt: skip
     train(config, progress=False)
     state = load_checkpoint(out)
     return _digest(state["sparsifier"]["masks"]), _digest(state["model"])

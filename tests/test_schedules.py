@@ -1,7 +1,6 @@
 import pytest
 
 from sparsemomentum.core.schedules import prune_rate_at
-from sparsemomentum.errors import UserError
 
 
 def test_cosine_starts_at_initial_halves_midway_and_ends_at_final():
@@ -21,8 +20,3 @@ def test_constant_never_changes():
 
 def test_schedule_is_clamped_after_the_end():
     assert prune_rate_at("cosine", 0.5, 0.0, 5000, 1000) == pytest.approx(0.0)
-
-
-def test_unknown_schedule_is_refused():
-    with pytest.raises(UserError, match="unknown prune-rate schedule 'step'"):
-        prune_rate_at("step", 0.5, 0.0, 0, 10)

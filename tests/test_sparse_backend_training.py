@@ -22,6 +22,11 @@ def cnn():
     )
 
 
+def every_layer_sparse():
+    """The sparse backend with no size or density limit, so that every layer runs its kernel."""
+    return sm.SparseBackend(max_density=1.0, min_weights=0)
+
+
 MODELS = {"mlp": (lambda: mlp(30, 40, 20, 5), 30), "cnn": (cnn, (2, 8, 8))}
 
 
@@ -38,11 +43,9 @@ def run(backend, steps=60, window=50, total_steps=60, model_name="mlp", **option
         density=0.2,
         total_steps=total_steps,
         update_interval=20,
-        backend=backend,
+        backend=every_layer_sparse() if backend == "sparse" else backend,
         momentum_window=window,
         seed=3,
-        kernel_max_density=1.0,
-        kernel_min_weights=0,
         **options,
     )
     train_steps(sparsifier, model, steps, input_shape, 5)
@@ -55,7 +58,7 @@ def test_window_covering_every_step_reproduces_the_masked_mode(model_name):
         run("masked", model_name=model_name),
         run("sparse", window=1000, model_name=model_name),
     )
-    assert set(sparse.kernels.sparse) == set(sparse.masks)  # every layer ran on a sparse kernel
+    assert set(sparse.backend.kernels.sparse) == set(sparse.masks)  # every layer ran on a sparse kernel
     assert sparse.update_count == masked.update_count == 2
     assert all(torch.equal(masked.masks[n], sparse.masks[n]) for n in masked.masks)
     assert all(
@@ -85,6 +88,18 @@ def test_momentum_window_turns_dense_gradients_on_only_before_updates():
 
 
 def test_epoch_updates_learn_their_period_and_keep_dense_gradients_until_then():
+    flags = epoch_wise_flags(period={})
+    assert flags[:10] == [True] * 10  # first epoch: period unknown, so stay exact
+    assert flags[10:20] == [False] * 7 + [True] * 3
+
+
+def test_epoch_updates_with_a_given_period_open_the_window_only_before_each_update():
+    flags = epoch_wise_flags(period={"steps_per_epoch": 10})
+    assert flags[:20] == ([False] * 7 + [True] * 3) * 2
+
+
+def epoch_wise_flags(period):
+    """Whether each of 30 steps (3 epochs of 10, window 3) computed dense weight gradients."""
     torch.manual_seed(0)
     model = mlp(10, 10)
     sparsifier = sm.SparseMomentum(
@@ -92,10 +107,9 @@ def test_epoch_updates_learn_their_period_and_keep_dense_gradients_until_then():
         torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
         density=0.3,
         total_steps=100,
-        backend="sparse",
+        backend=every_layer_sparse(),
         momentum_window=3,
-        kernel_min_weights=0,
-        kernel_max_density=1.0,
+        **period,
     )
     flags = []
     for epoch in range(3):
@@ -103,8 +117,7 @@ def test_epoch_updates_learn_their_period_and_keep_dense_gradients_until_then():
             flags.append(sparsifier.dense_gradient_needed())
             train_steps(sparsifier, model, 1, 10, 10)
         sparsifier.update_masks()
-    assert flags[:10] == [True] * 10  # first epoch: period unknown, so stay exact
-    assert flags[10:20] == [False] * 7 + [True] * 3
+    return flags
 
 
 def test_random_growth_never_needs_dense_gradients_and_masks_stay_exact():
@@ -125,14 +138,12 @@ def test_every_sparse_method_runs_on_the_sparse_backend(method):
         torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
         density=0.2,
         total_steps=200,
-        backend="sparse",
-        kernel_min_weights=0,
-        kernel_max_density=1.0,
+        backend=every_layer_sparse(),
     )
     train_steps(sparsifier, model, 200, 20, 10)
     sparsifier.update_masks()
     assert sparsifier.nonzero_count() == sparsifier.target_nonzero_count()
-    assert set(sparsifier.kernels.sparse) == set(sparsifier.masks)
+    assert set(sparsifier.backend.kernels.sparse) == set(sparsifier.masks)
 
 
 def test_dense_baseline_refuses_the_sparse_backend():
@@ -153,13 +164,11 @@ def static_pair(values_step: bool, model_name: str = "mlp", steps: int = 30):
         optimizer,
         density=0.2,
         total_steps=steps,
-        backend="sparse",
+        backend=every_layer_sparse(),
         seed=3,
-        kernel_min_weights=0,
-        kernel_max_density=1.0,
     )
     if not values_step:
-        sparsifier._values_sgd = None  # torch's own dense SGD step on the same sparse gradients
+        sparsifier.backend.values_sgd = None  # torch's own dense SGD step on the same sparse gradients
     train_steps(sparsifier, model, steps, input_shape, 5)
     return sparsifier
 
@@ -167,9 +176,9 @@ def static_pair(values_step: bool, model_name: str = "mlp", steps: int = 30):
 @pytest.mark.parametrize("model_name", MODELS)
 def test_values_only_sgd_step_equals_torchs_dense_step(model_name):
     fast, reference = static_pair(True, model_name), static_pair(False, model_name)
-    assert set(fast.kernels.sparse) == set(fast.masks)
-    assert fast._values_sgd is not None and not fast._dense_gradient
-    fast._values_sgd.flush()
+    assert set(fast.backend.kernels.sparse) == set(fast.masks)
+    assert fast.backend.values_sgd is not None and not fast.backend.dense_gradient
+    fast.backend.values_sgd.flush()
     for name in fast.weights:
         assert torch.allclose(fast.weights[name], reference.weights[name], atol=1e-6)
         fast_buffer = fast.optimizer.state[fast.weights[name]]["momentum_buffer"]
@@ -181,11 +190,11 @@ def test_missing_momentum_decay_is_applied_before_a_mask_update_reads_it():
     sparsifier = run("sparse", steps=0, window=5, total_steps=100)
     for _ in range(19):
         train_steps(sparsifier, sparsifier.model, 1, 30, 5)
-    pending = sparsifier._values_sgd.pending_decay
+    pending = sparsifier.backend.values_sgd.pending_decay
     assert all(
         count == 0 for count in pending.values()
     )  # flushed when the window opened at step 15
-    assert sparsifier.state_dict()["pending_momentum_decay"] == pending
+    assert sparsifier.state_dict()["backend"]["pending_momentum_decay"] == pending
 
 
 def test_small_or_dense_layers_stay_on_the_dense_path_and_move_when_their_density_changes():
@@ -195,15 +204,15 @@ def test_small_or_dense_layers_stay_on_the_dense_path_and_move_when_their_densit
     sparsifier = sm.SparseMomentum(
         model, optimizer, density=0.1, total_steps=100, backend="sparse", update_interval=10
     )
-    assert list(sparsifier.kernels.sparse) == ["0.weight"]
-    assert "1,000 weights" in sparsifier.kernels.dense["2.weight"]
+    assert list(sparsifier.backend.kernels.sparse) == ["0.weight"]
+    assert "1,000 weights" in sparsifier.backend.kernels.dense["2.weight"]
     sparsifier.masks["0.weight"] = torch.ones_like(
         sparsifier.masks["0.weight"]
     )  # as if it had grown dense
     sparsifier.masks_changed()
     assert (
-        "density 100% is above 20%" in sparsifier.kernels.dense["0.weight"]
-        and not sparsifier.kernels.sparse
+        "density 100% is above 20%" in sparsifier.backend.kernels.dense["0.weight"]
+        and not sparsifier.backend.kernels.sparse
     )
     train_steps(sparsifier, model, 3, 200, 10)
     for name, weight in sparsifier.weights.items():

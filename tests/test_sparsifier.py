@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import sparsemomentum as sm
+from sparsemomentum.core.parts import REDISTRIBUTIONS
 from sparsemomentum.core.optimizer_state import momentum_of
 
 
@@ -54,10 +55,11 @@ def test_statistic_is_mean_momentum_over_active_weights_only():
             weight,
             torch.where(mask, torch.full_like(weight, value), torch.full_like(weight, 100.0)),
         )
-    assert sparsifier.layer_statistics() == {
-        "0.weight": pytest.approx(1.0),
-        "2.weight": pytest.approx(3.0),
-    }
+    statistic = REDISTRIBUTIONS["momentum"].statistic
+    assert statistic(sparsifier, "0.weight") == pytest.approx(1.0)
+    assert statistic(sparsifier, "2.weight") == pytest.approx(3.0)
+    shares = REDISTRIBUTIONS["momentum"].shares(sparsifier)
+    assert shares == {"0.weight": pytest.approx(0.25), "2.weight": pytest.approx(0.75)}
 
 
 def test_adam_statistic_is_first_moment_over_root_second_moment():
@@ -68,7 +70,8 @@ def test_adam_statistic_is_first_moment_over_root_second_moment():
     state = optimizer.state[sparsifier.weights["0.weight"]]
     state["exp_avg"].fill_(2.0)
     state["exp_avg_sq"].fill_(9.0)
-    assert sparsifier.layer_statistics()["0.weight"] == pytest.approx(2.0 / 3.5)
+    statistic = REDISTRIBUTIONS["momentum"].statistic
+    assert statistic(sparsifier, "0.weight") == pytest.approx(2.0 / 3.5)
 
 
 def test_prune_removes_the_smallest_magnitudes_per_layer():
@@ -337,6 +340,12 @@ def test_state_dict_for_another_model_is_refused():
     [
         ({"density": 0.0}, r"density must be in \(0, 1\], got 0.0"),
         ({"density": 1.2}, r"density must be in \(0, 1\], got 1.2"),
+        ({"density": float("nan")}, r"density must be in \(0, 1\], got nan"),
+        ({"final_prune_rate": 1.0}, r"final prune rate must be in \[0, 1\)"),
+        ({"stop_fraction": 0.0}, r"stop fraction must be in \(0, 1\]"),
+        ({"overflow": "x"}, "unknown overflow rule 'x'; choose one of: proportional, reference"),
+        ({"momentum_window": 0}, "momentum window must be at least one step"),
+        ({"steps_per_epoch": 0}, "steps_per_epoch must be a positive number"),
         ({"prune_rate": 1.0}, r"prune rate must be in \[0, 1\), got 1.0"),
         ({"prune_rate": -0.1}, r"prune rate must be in \[0, 1\)"),
         ({"total_steps": 0}, "total_steps must be the number of optimizer steps"),

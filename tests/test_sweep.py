@@ -144,7 +144,7 @@ def test_shipped_experiment_files_are_valid(name, runs, arms, tmp_path):
     assert {run.config.density for run in experiment.runs if run.arm == "dense"} <= {1.0}
     if name.startswith("ablation"):
         settings = {
-            (run.config.method, run.config.growth, run.config.redistribution)
+            (run.config.method, *map(run.config.method_options.get, ("growth", "redistribution")))
             for run in experiment.runs
         }
         assert settings == {

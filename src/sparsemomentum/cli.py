@@ -12,48 +12,51 @@ import typing
 from dataclasses import MISSING, fields
 from typing import Sequence
 
+from .algorithms import method_options
 from .errors import UserError
 from .train.config import PRESETS, TrainConfig
 
 
+def _help(text: str) -> str:
+    return text.replace("%", "%%")  # argparse formats help strings with %
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """A flag per run setting of :class:`TrainConfig`, with its help and default."""
     hints = typing.get_type_hints(TrainConfig)
     for spec in fields(TrainConfig):
+        if spec.name == "method_options":
+            continue
         flag = "--" + spec.name.replace("_", "-")
         kind = hints[spec.name]
         default = spec.default if spec.default is not MISSING else spec.default_factory()
-        help_text = f"{spec.metadata['help']} (default: {default})"
+        help_text = _help(f"{spec.metadata['help']} (default: {default})")
         if kind is bool:
             parser.add_argument(
                 flag, action=argparse.BooleanOptionalAction, default=default, help=help_text
             )
         elif typing.get_origin(kind) is list:
             item = typing.get_args(kind)[0]
+            metavar = "EPOCH" if item is int else "NAME"
             parser.add_argument(
-                flag,
-                nargs="*",
-                type=item,
-                default=default,
-                metavar="EPOCH" if item is int else "NAME",
-                help=help_text,
+                flag, nargs="*", type=item, default=default, metavar=metavar, help=help_text
             )
         else:
-            base = next(
-                (t for t in (int, float, str) if kind is t or t in typing.get_args(kind)), str
-            )
+            base = next((t for t in (int, float, str) if kind is t or t in typing.get_args(kind)))
             parser.add_argument(flag, type=base, default=default, help=help_text)
-    parser.add_argument(
-        "--dense",
-        action="store_const",
-        const="dense",
-        dest="method",
-        help="train the dense baseline (same as --method dense)",
-    )
-    parser.add_argument(
-        "--preset",
-        choices=sorted(PRESETS),
-        help="the paper's recipe for a data set (model, epochs, batch, optimizer, schedule); flags given win",
-    )
+
+
+def _add_method_flags(parser: argparse.ArgumentParser) -> None:
+    """A flag per option of the registered methods; unset flags leave the method's default."""
+    group = parser.add_argument_group("method options (each method's own defaults apply)")
+    for option in method_options().values():
+        defaults = ", ".join(f"{method} {value}" for method, value in option.defaults.items())
+        help_text = _help(f"{option.help} (default: {defaults})")
+        flag = "--" + option.name.replace("_", "-")
+        if option.kind is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
+        else:
+            group.add_argument(flag, type=option.kind, help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,6 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train one model; defaults are the paper's MNIST recipe.",
     )
     _add_config_flags(train_parser)
+    _add_method_flags(train_parser)
+    train_parser.add_argument(
+        "--dense",
+        action="store_const",
+        const="dense",
+        dest="method",
+        help="train the dense baseline (same as --method dense)",
+    )
+    train_parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="the paper's recipe for a data set (model, epochs, batch, optimizer, schedule); "
+        "flags given win",
+    )
 
     sweep_parser = commands.add_parser(
         "sweep",
@@ -180,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "train":
             from .train.loop import train
 
-            summary = train(TrainConfig(**arguments))
+            summary = train(TrainConfig.from_settings(arguments))
             print(
                 f"test accuracy {summary['test_accuracy']:.2f} % (error {summary['test_error']:.2f} %), "
                 f"{summary['nonzero']} of target {summary['target_nonzero']} non-zeros, {summary['seconds']:.1f} s"

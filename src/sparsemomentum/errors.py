@@ -16,3 +16,19 @@ def check_choice(option: str, value: str, choices) -> str:
     if value not in choices:
         raise UserError(f"unknown {option} {value!r}; choose one of: {', '.join(sorted(choices))}.")
     return value
+
+
+def check_interval(option: str, value: float, interval: str, advice: str = "") -> float:
+    """Return ``value`` if it lies in ``interval`` (written "(0, 1]", "[0, 1)", "[1, inf)"),
+    else raise a UserError that says where it must lie; NaN lies in no interval."""
+    low_text, high_text = (part.strip() for part in interval[1:-1].split(","))
+    low, high = float(low_text), float(high_text)
+    above = value >= low if interval[0] == "[" else value > low
+    below = value <= high if interval[-1] == "]" else value < high
+    if above and below:
+        return value
+    if high == float("inf"):
+        where = f"at least {low_text}" if interval[0] == "[" else f"above {low_text}"
+    else:
+        where = f"in {interval}"
+    raise UserError(f"{option} must be {where}, got {value}" + (f"; {advice}." if advice else "."))

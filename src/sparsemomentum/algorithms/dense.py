@@ -6,32 +6,30 @@ from dataclasses import dataclass
 
 import torch
 
+from ..core.backend import backend_name
 from ..core.sparsifier import Sparsifier
 from ..errors import UserError
 
 
 @dataclass(eq=False)
 class Dense(Sparsifier):
-    """All-ones masks, no updates, and no masking cost: a plain ``optimizer.step()``."""
+    """All-ones masks and no updates. The masked backend multiplies only layers with missing
+    weights, so this costs nothing over a plain ``optimizer.step()``."""
 
     density: float = 1.0
-    prune_rate_schedule: str = "constant"
-    redistribution: str = "none"
-    growth: str = "random"
 
-    def __post_init__(self) -> None:
-        if self.backend != "masked":
+    def validate(self) -> None:
+        super().validate()
+        if self.density != 1.0:
             raise UserError(
-                "the dense baseline has no sparse layers to run on sparse kernels; drop --backend sparse."
+                f"the dense baseline trains every weight, so its density is 1, not {self.density}; "
+                "leave density out or choose a sparse method."
             )
-        self.density = 1.0
-        super().__post_init__()
+        if backend_name(self.backend) != "masked":
+            raise UserError(
+                "the dense baseline has no sparse layers to run on sparse kernels; "
+                "drop --backend sparse."
+            )
 
     def initial_masks(self) -> dict[str, torch.Tensor]:
         return self.dense_masks()
-
-    def apply_masks(self, skip=()) -> None:
-        """Nothing is masked, so nothing is multiplied (the baseline pays no masking cost)."""
-
-    def update_due(self) -> bool:
-        return False

@@ -3,27 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from ..core import allocation
-from ..core.sparsifier import Sparsifier
+from ..core.dynamic import DynamicSparsifier
+from ..core.sparsifier import option
 
 
 @dataclass(eq=False)
-class DSR(Sparsifier):
+class DSR(DynamicSparsifier):
     """One global magnitude threshold, adapted so the number pruned tracks its target.
 
     Every update prunes all active weights with |w| below ``threshold`` in every layer, then
     doubles the threshold if fewer than (1 - ``tolerance``) x the target were pruned, or
     halves it if more than (1 + ``tolerance``) x: the target being the scheduled prune
     rate times the non-zeros. The pruned total is regrown over layers in proportion to the
-    non-zeros each layer has *left*, at random positions, so the total never changes.
+    non-zeros each layer has *left* (the "surviving" redistribution), at random positions, so
+    the total never changes.
     """
 
-    threshold: float = 0.001
-    tolerance: float = 0.1
-    redistribution: str = "nonzero"
+    threshold: float = option(0.001, "DSR: initial global magnitude threshold")
+    tolerance: float = option(
+        0.1, "DSR: allowed relative miss of the pruning target before the threshold adapts"
+    )
+    redistribution: str = "surviving"
     growth: str = "random"
 
     def drop(self, prune_rate: float, shares: dict[str, float]) -> dict[str, int]:
@@ -40,15 +44,8 @@ class DSR(Sparsifier):
             self.threshold /= 2.0
         return removed
 
-    def regrowth_counts(self, removed: dict[str, int], shares: dict[str, float]) -> dict[str, int]:
-        names = list(self.masks)
-        left = [float(torch.count_nonzero(self.masks[n])) for n in names]
-        room = [self.masks[n].numel() - int(torch.count_nonzero(self.masks[n])) for n in names]
-        return dict(zip(names, allocation.allocate(sum(removed.values()), left, room)))
+    def method_state(self) -> dict[str, Any]:
+        return {"threshold": self.threshold}
 
-    def state_dict(self):
-        return {**super().state_dict(), "threshold": self.threshold}
-
-    def load_state_dict(self, state) -> None:
-        super().load_state_dict(state)
+    def load_method_state(self, state: dict[str, Any]) -> None:
         self.threshold = float(state["threshold"])

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 import torch
 
+from ..core.dynamic import DynamicSparsifier
 from ..core.optimizer_state import reset_state_at
-from ..core.sparsifier import Sparsifier
 
 
 @dataclass(eq=False)
-class RigL(Sparsifier):
+class RigL(DynamicSparsifier):
     """ERK masks; every ``update_interval`` steps until 75 % of training, each layer drops
     the ``prune_rate`` (cosine-decayed) smallest weights and regrows as many where the
     gradient is largest. Grown weights start at zero *and* with their optimizer state reset,

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import torch
 
 from ..core import selection
-from ..core.sparsifier import Sparsifier
+from ..core.dynamic import DynamicSparsifier
 
 
 @dataclass(eq=False)
-class SET(Sparsifier):
+class SET(DynamicSparsifier):
     """``prune_rate`` is SET's zeta. Each layer regrows what it lost, at random positions.
 
     SET removes the zeta fraction of the smallest *positive* weights and, separately, of the

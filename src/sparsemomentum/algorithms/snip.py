@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from ..core import selection
 from ..core.sparsifier import Sparsifier
+from ..errors import UserError
 
 
 @dataclass(eq=False)
@@ -19,13 +21,17 @@ class SNIP(Sparsifier):
     and applied before the optimizer moves anything. Masks are never updated afterwards.
     """
 
-    prune_rate_schedule: str = "constant"
-    redistribution: str = "none"
-    growth: str = "random"
-
     def __post_init__(self) -> None:
         self.scored = False
         super().__post_init__()
+
+    def validate(self) -> None:
+        super().validate()
+        if self.distribution != "uniform":
+            raise UserError(
+                f"SNIP ranks all layers together, so each layer's density follows from the scores; "
+                f"distribution {self.distribution!r} does not apply to it: leave it out."
+            )
 
     def initial_masks(self) -> dict[str, torch.Tensor]:
         return self.dense_masks()
@@ -55,16 +61,12 @@ class SNIP(Sparsifier):
             self.masks_changed()
         return super().step(scaler)
 
-    def update_due(self) -> bool:
-        return False
-
     def dense_gradient_needed(self) -> bool:
         """Only the first step: its dense gradient is what the scores are made of."""
         return not self.scored
 
-    def state_dict(self):
-        return {**super().state_dict(), "scored": self.scored}
+    def method_state(self) -> dict[str, Any]:
+        return {"scored": self.scored}
 
-    def load_state_dict(self, state) -> None:
-        super().load_state_dict(state)
+    def load_method_state(self, state: dict[str, Any]) -> None:
         self.scored = bool(state["scored"])

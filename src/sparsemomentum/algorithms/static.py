@@ -9,11 +9,5 @@ from ..core.sparsifier import Sparsifier
 
 @dataclass(eq=False)
 class Static(Sparsifier):
-    """Same initial masks as sparse momentum; ``update_masks`` never changes them."""
-
-    prune_rate_schedule: str = "constant"
-    redistribution: str = "none"
-    growth: str = "random"
-
-    def update_due(self) -> bool:
-        return False
+    """The same initial masks as sparse momentum (random, exact counts per layer), kept for
+    the whole run: the base :class:`Sparsifier` with nothing added."""

@@ -23,6 +23,8 @@ Layout = SparseLinearLayout | SparseConvLayout
 # 2-core CPU (benchmarks/kernels.py, docs/speed.md), CSR products stop winning near 20 %; the
 # direct convolution still ran 2x faster than torch's at 30 % (LeNet-5's conv2) and 1.2x at 50 %.
 DEFAULT_MAX_DENSITY = {nn.Linear: 0.2, nn.Conv2d: 0.5}
+# Linear layers smaller than this stay dense: fixed per-call costs outweigh the saving.
+DEFAULT_MIN_WEIGHTS = 16384
 
 
 def _kernel_kind(module: nn.Module) -> str | None:

@@ -11,22 +11,28 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from ..errors import UserError, check_choice
-
 DISTRIBUTIONS = ("uniform", "erdos_renyi", "erk")
 
 
-def allocate(total: int, weights: Sequence[float], capacity: Sequence[int]) -> list[int]:
+def allocate(
+    total: int,
+    weights: Sequence[float],
+    capacity: Sequence[int],
+    overflow: str = "proportional",
+) -> list[int]:
     """Split ``total`` into integers proportional to ``weights``, each at most its ``capacity``.
 
     Water-filling: a layer whose proportional share exceeds its capacity is filled to the
-    brim and the overflow is shared among the layers that still have room, until nothing
-    overflows; fractional shares are then rounded by the largest-remainder rule (ties go
-    to the earlier layer). If every layer with room has weight 0, the rest is spread in
-    proportion to free room, so the total is always placed.
+    brim and the overflow is shared among the layers that still have room (in proportion to
+    their weights, or with ``overflow="equal"`` in equal parts, the reference code's rule),
+    until nothing overflows; fractional shares are then rounded by the largest-remainder rule
+    (ties go to the earlier layer). If every layer with room has weight 0, the rest is spread
+    in proportion to free room, so the total is always placed.
     """
     if total < 0 or total > sum(capacity):
         raise ValueError(f"cannot place {total} items into capacity {sum(capacity)}")
+    if overflow == "equal":
+        weights = _equal_overflow_targets(total, weights, capacity)
     counts = [0] * len(capacity)
     open_layers = [i for i, cap in enumerate(capacity) if cap > 0]
     remaining = total
@@ -59,6 +65,31 @@ def allocate(total: int, weights: Sequence[float], capacity: Sequence[int]) -> l
     return counts
 
 
+def _equal_overflow_targets(
+    total: int, weights: Sequence[float], capacity: Sequence[int]
+) -> list[float]:
+    """Proportional shares of ``total`` where a layer's excess over its capacity is split in
+    equal parts over the layers that still have room (weights 0 included), until none
+    overflows. Their sum is ``total``, so :func:`allocate` only rounds them."""
+    positive = [max(float(w), 0.0) for w in weights]
+    weight_sum = sum(positive)
+    if not math.isfinite(weight_sum) or weight_sum <= 0.0:
+        return positive
+    targets = [total * w / weight_sum for w in positive]
+    open_layers = set(range(len(targets)))
+    while open_layers:
+        full = [i for i in open_layers if targets[i] > capacity[i]]
+        if not full:
+            break
+        excess = sum(targets[i] - capacity[i] for i in full)
+        for i in full:
+            targets[i] = float(capacity[i])
+        open_layers -= set(full)
+        for i in open_layers:
+            targets[i] += excess / len(open_layers)
+    return targets
+
+
 def target_nonzeros(density: float, total_size: int) -> int:
     """The rounding rule, stated once: round(density x size), half up, and at least one."""
     return max(1, int(math.floor(density * total_size + 0.5)))
@@ -77,11 +108,6 @@ def initial_counts(distribution: str, shapes: Sequence[Sequence[int]], density: 
     give layer l a density proportional to its ER / ERK scale, capped at 1 with the surplus
     spread over the other layers (the water-filling in :func:`allocate`).
     """
-    check_choice("density distribution", distribution, DISTRIBUTIONS)
-    if not 0.0 < density <= 1.0:
-        raise UserError(
-            f"density must be in (0, 1], got {density}; use e.g. 0.05 for 5 % non-zeros."
-        )
     sizes = [math.prod(shape) for shape in shapes]
     total = target_nonzeros(density, sum(sizes))
     if distribution == "uniform":

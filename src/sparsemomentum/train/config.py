@@ -1,90 +1,54 @@
 """One resolved configuration per run: the CLI builds it, the loop reads it, config.json saves it.
 
-Each field's metadata carries its command-line help, so the parser is generated from this
-class and no option is described twice.
+Run settings are the fields of :class:`TrainConfig`, each with its command-line help in its
+metadata. The method's own options (prune rate, growth, ...) are not repeated here: they
+are the fields of the method classes, collected by ``algorithms.method_options()``, and a
+run keeps the ones it sets in ``method_options``. Saved and read back, both kinds sit side
+by side in one flat mapping (config.json, experiment files).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..algorithms import METHODS, create_sparsifier
+from ..algorithms import METHODS, create_sparsifier, method_options
+from ..core.sparsifier import Sparsifier
 from ..data import list_datasets
-from ..errors import UserError
+from ..errors import UserError, check_choice, check_interval
 from ..models import list_models
 
 
-def option(default: Any, help: str, **extra: Any) -> Any:
+def option(default: Any, help: str) -> Any:
     if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help, **extra})
-    return field(default=default, metadata={"help": help, **extra})
+        return field(default_factory=lambda: list(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
 
 
 # The paper's recipes (docs: "Training recipes of the paper"). A preset sets defaults; flags
 # given on the command line still win.
+_SGD_RECIPE = {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
 PRESETS: dict[str, dict[str, Any]] = {
     "mnist": {
-        "dataset": "mnist",
-        "model": "lenet300-100",
-        "epochs": 100,
-        "batch_size": 100,
-        "lr": 0.1,
-        "momentum": 0.9,
-        "nesterov": True,
-        "weight_decay": 5e-4,
-        "lr_decay_every": 25000,
-        "density": 0.05,
+        **_SGD_RECIPE, "dataset": "mnist", "model": "lenet300-100", "epochs": 100,
+        "batch_size": 100, "lr_decay_every": 25000, "density": 0.05,
     },
     "cifar10": {
-        "dataset": "cifar10",
-        "model": "wrn-16-8",
-        "epochs": 250,
-        "batch_size": 128,
-        "lr": 0.1,
-        "momentum": 0.9,
-        "nesterov": True,
-        "weight_decay": 5e-4,
-        "lr_decay_every": 25000,
-        "density": 0.05,
+        **_SGD_RECIPE, "dataset": "cifar10", "model": "wrn-16-8", "epochs": 250,
+        "batch_size": 128, "lr_decay_every": 25000, "density": 0.05,
     },
     "imagenet": {
-        "dataset": "imagenet",
-        "model": "resnet50",
-        "epochs": 100,
-        "batch_size": 256,
-        "lr": 0.1,
-        "momentum": 0.9,
-        "nesterov": False,
-        "weight_decay": 1e-4,
-        "lr_milestones": [30, 60, 90],
-        "warmup_epochs": 5,
-        "label_smoothing": 0.1,
-        "prune_rate": 0.2,
-        "density": 0.1,
+        **_SGD_RECIPE, "dataset": "imagenet", "model": "resnet50", "epochs": 100,
+        "batch_size": 256, "nesterov": False, "weight_decay": 1e-4, "lr_milestones": [30, 60, 90],
+        "warmup_epochs": 5, "label_smoothing": 0.1, "prune_rate": 0.2, "density": 0.1,
     },
-}
+}  # fmt: skip
 PRESETS["cifar100"] = {**PRESETS["cifar10"], "dataset": "cifar100"}
-
-METHOD_OPTIONS = (
-    "prune_rate",
-    "prune_rate_schedule",
-    "final_prune_rate",
-    "distribution",
-    "prune",
-    "redistribution",
-    "growth",
-    "update_interval",
-    "stop_fraction",
-    "threshold",
-    "tolerance",
-    "start_fraction",
-    "end_fraction",
-    "backend",
-    "momentum_window",
-)
+OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
 @dataclass
@@ -97,7 +61,10 @@ class TrainConfig:
         "sparse-momentum",
         "training method: sparse-momentum, set, dsr, rigl, snip, gmp, static or dense",
     )
-    density: float = option(0.05, "fraction of non-zero weights over all sparse layers, in (0, 1]")
+    density: float | None = option(
+        None, "fraction of non-zero weights over all sparse layers, in (0, 1] (default: the "
+        "method's, 0.05; dense: 1)",
+    )  # fmt: skip
     epochs: int = option(100, "training epochs")
     batch_size: int = option(100, "mini-batch size")
     optimizer: str = option("sgd", "sgd, adam or adamw")
@@ -114,44 +81,6 @@ class TrainConfig:
     )
     warmup_epochs: int = option(0, "linear learning-rate warm-up over this many epochs")
     label_smoothing: float = option(0.0, "label smoothing of the training loss")
-    # Method options: None means "the method's own default" (sparse momentum: the paper's).
-    prune_rate: float | None = option(
-        None, "initial fraction of each layer's weights replaced per update, in [0, 1) (SET: zeta)"
-    )
-    prune_rate_schedule: str | None = option(None, "cosine, linear or constant")
-    final_prune_rate: float | None = option(
-        None, "prune rate at the end of the schedule (cosine/linear)"
-    )
-    distribution: str | None = option(
-        None, "initial density per layer: uniform, erdos_renyi or erk"
-    )
-    prune: str | None = option(None, "which active weights to drop: magnitude")
-    redistribution: str | None = option(
-        None, "regrowth per layer: momentum, magnitude, nonzero or none"
-    )
-    growth: str | None = option(None, "which missing weights to grow: momentum, random or gradient")
-    update_interval: int | None = option(
-        None, "update masks every this many steps (sparse momentum default: each epoch)"
-    )
-    stop_fraction: float | None = option(
-        None, "no mask updates after this fraction of training (RigL: 0.75)"
-    )
-    threshold: float | None = option(None, "DSR: initial global magnitude threshold")
-    tolerance: float | None = option(
-        None, "DSR: allowed relative miss of the pruning target before the threshold adapts"
-    )
-    start_fraction: float | None = option(None, "GMP: fraction of training at which pruning starts")
-    end_fraction: float | None = option(
-        None, "GMP: fraction of training at which the target density is reached"
-    )
-    backend: str | None = option(
-        None,
-        "masked (dense weights times masks) or sparse (compiled sparse kernels for Linear and Conv2d layers)",
-    )
-    momentum_window: int | None = option(
-        None,
-        "sparse backend: steps before each update that compute dense weight gradients (default 50)",
-    )
     include: list[str] = option(
         [], "only sparsify parameters whose name matches one of these patterns"
     )
@@ -163,12 +92,12 @@ class TrainConfig:
     )
     seed: int = option(0, "random seed (masks, initialisation, data order)")
     data_dir: str | None = option(
-        None, "folder holding mnist/ and fashion-mnist/ (default: $SPARSEMOMENTUM_DATA)"
+        None,
+        "folder holding the data sets' folders (mnist/, fashion-mnist/, cifar10/, cifar100/, "
+        "imagenet/); default: $SPARSEMOMENTUM_DATA",
     )
     download: bool = option(True, "download missing data files from the public mirrors")
-    out: str | None = option(
-        None, "run folder for config.json, metrics.jsonl, summary.json and plots"
-    )
+    out: str | None = option(None, "run folder for config.json, metrics.jsonl, summary.json, plots")
     overwrite: bool = option(False, "replace the contents of an existing run folder")
     threads: int | None = option(None, "CPU threads for torch (default: torch's own choice)")
     device: str | None = option(None, "cpu or cuda (default: cuda when available)")
@@ -180,92 +109,127 @@ class TrainConfig:
     )
     resume: str | None = option(
         None,
-        "continue the run in this folder from its last checkpoint (other options come from its config.json)",
+        "continue the run in this folder from its last checkpoint (other options come from its "
+        "config.json)",
     )
+    # The options of the method that this run sets; the method supplies the rest.
+    method_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.density is None:  # an unknown method is refused by validate()
+            self.density = _field_default(METHODS.get(self.method, Sparsifier), "density")
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> "TrainConfig":
+        """A config from one flat mapping of run settings and method options (config.json,
+        an experiment file, the command line); unset (None) method options are left out."""
+        own = {f.name for f in fields(cls)} - {"method_options"}
+        known = method_options()
+        unknown = sorted(set(settings) - own - set(known))
+        if unknown:
+            raise UserError(
+                f"unknown setting {unknown[0]!r}; use the options of `sparsemomentum train "
+                "--help` (with underscores)."
+            )
+        chosen = {k: v for k, v in settings.items() if k in known and v is not None}
+        return cls(**{k: v for k, v in settings.items() if k in own}, method_options=chosen)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat mapping :meth:`from_settings` reads (what config.json holds)."""
+        settings = asdict(self)
+        chosen = settings.pop("method_options")
+        return {**settings, **chosen}
+
+    @classmethod
+    def from_run(cls, run_dir: str, **overrides: Any) -> "TrainConfig":
+        """The configuration a run folder was started with (for --resume), plus ``overrides``."""
+        path = Path(run_dir) / "config.json"
+        try:
+            saved = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise UserError(
+                f"{run_dir} is not a run folder (no config.json); pass the --out folder of an "
+                "earlier run."
+            ) from None
+        except json.JSONDecodeError:
+            raise UserError(
+                f"{path} is damaged (not JSON); the run cannot be resumed, start it again."
+            ) from None
+        saved.pop("resolved", None)
+        given = {k: v for k, v in overrides.items() if v is not None}  # unset flags keep the run's
+        return cls.from_settings({**saved, **given, "resume": str(run_dir), "out": str(run_dir)})
 
     def validate(self) -> "TrainConfig":
         """Refuse values no run can use, with one sentence each, before anything is loaded."""
-        if self.epochs <= 0:
-            raise UserError(f"epochs must be a positive number, got {self.epochs}.")
-        if self.batch_size <= 0:
-            raise UserError(f"batch size must be a positive number, got {self.batch_size}.")
-        if not 0.0 < self.density <= 1.0:
-            raise UserError(
-                f"density must be in (0, 1], got {self.density}; use e.g. 0.05 for 5 % non-zeros."
-            )
-        if self.prune_rate is not None and not 0.0 <= self.prune_rate < 1.0:
-            raise UserError(
-                f"prune rate must be in [0, 1), got {self.prune_rate}; the paper uses 0.5."
-            )
-        if self.lr <= 0:
-            raise UserError(f"learning rate must be positive, got {self.lr}.")
-        if self.weight_decay < 0:
-            raise UserError(f"weight decay must be zero or positive, got {self.weight_decay}.")
-        if not 0.0 <= self.momentum < 1.0:
-            raise UserError(f"momentum must be in [0, 1), got {self.momentum}; the paper uses 0.9.")
-        if self.warmup_epochs < 0 or any(m <= 0 for m in self.lr_milestones):
-            raise UserError(
-                "--warmup-epochs and --lr-milestones must be positive numbers of epochs."
-            )
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise UserError(f"label smoothing must be in [0, 1), got {self.label_smoothing}.")
-        if self.lr_decay_every <= 0:
-            raise UserError(
-                f"--lr-decay-every must be a positive number of steps, got {self.lr_decay_every}."
-            )
-        if self.optimizer not in ("sgd", "adam", "adamw"):
-            raise UserError(
-                f"unknown optimizer {self.optimizer!r}; choose one of: adam, adamw, sgd."
-            )
-        for kind, name, known in (
-            ("model", self.model, list_models()),
-            ("data set", self.dataset, list_datasets()),
-            ("method", self.method, sorted(METHODS)),
-        ):
-            if name not in known:
-                raise UserError(f"unknown {kind} {name!r}; choose one of: {', '.join(known)}.")
-        if self.checkpoint_every is not None and self.checkpoint_every <= 0:
-            raise UserError(
-                f"--checkpoint-every must be a positive number of steps, got {self.checkpoint_every}."
-            )
-        if self.device is not None and self.device.split(":")[0] not in ("cpu", "cuda"):
-            raise UserError(f"unknown device {self.device!r}; use cpu or cuda.")
-        if self.device is not None and self.device.startswith("cuda"):
-            try:
-                index = torch.device(self.device).index or 0
-            except RuntimeError:
-                raise UserError(
-                    f"unknown device {self.device!r}; use cpu, cuda or cuda:N."
-                ) from None
-            if index >= torch.cuda.device_count():
-                raise UserError(
-                    f"--device {self.device} was asked for but {torch.cuda.device_count()} CUDA devices are available; "
-                    "use --device cpu or a lower index."
-                )
+        self._check_numbers()
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("model", self.model, list_models())
+        check_choice("data set", self.dataset, list_datasets())
+        check_choice("method", self.method, METHODS)
+        self._check_device()
         unknown_types = [
-            name for name in self.layer_types if not isinstance(getattr(torch.nn, name, None), type)
+            t for t in self.layer_types if not isinstance(getattr(torch.nn, t, None), type)
         ]
         if unknown_types:
             raise UserError(
-                f"unknown layer type {unknown_types[0]!r}; use torch.nn class names such as Linear or Conv2d."
+                f"unknown layer type {unknown_types[0]!r}; use torch.nn class names such as "
+                "Linear or Conv2d."
             )
-        if self.threads is not None and self.threads <= 0:
-            raise UserError(f"threads must be a positive number, got {self.threads}.")
         self._check_method_options()
         return self
+
+    def _check_numbers(self) -> None:
+        for name, interval in (
+            ("epochs", "[1, inf)"), ("batch_size", "[1, inf)"), ("lr", "(0, inf)"),
+            ("weight_decay", "[0, inf)"), ("momentum", "[0, 1)"), ("label_smoothing", "[0, 1)"),
+            ("lr_decay_every", "[1, inf)"), ("lr_decay_factor", "(0, 1]"),
+            ("warmup_epochs", "[0, inf)"),
+        ):  # fmt: skip
+            check_interval(f"--{name.replace('_', '-')}", getattr(self, name), interval)
+        for name in ("checkpoint_every", "threads"):
+            if getattr(self, name) is not None:
+                check_interval(f"--{name.replace('_', '-')}", getattr(self, name), "[1, inf)")
+        for milestone in self.lr_milestones:
+            check_interval("--lr-milestones", milestone, "[1, inf)", "they are epochs")
+
+    def _check_device(self) -> None:
+        if self.device is None:
+            return
+        try:
+            device = torch.device(self.device)
+        except RuntimeError:
+            raise UserError(f"unknown device {self.device!r}; use cpu, cuda or cuda:N.") from None
+        if device.type not in ("cpu", "cuda"):
+            raise UserError(f"unknown device {self.device!r}; use cpu, cuda or cuda:N.")
+        if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+            raise UserError(
+                f"--device {self.device} was asked for but {torch.cuda.device_count()} CUDA "
+                "devices are available; use --device cpu or a lower index."
+            )
 
     def _check_method_options(self) -> None:
         """Build the method once on a one-layer stand-in, so that every method option is checked
         by the code that uses it, before a run folder is made or data is loaded."""
         stand_in = torch.nn.Linear(4, 4)
+        optimizer = self.build_optimizer(stand_in)
         create_sparsifier(
-            self.method,
-            stand_in,
-            self.build_optimizer(stand_in),
-            **self.method_options(),
-            density=self.density,
-            total_steps=self.epochs,
+            self.method, stand_in, optimizer, **self.sparsifier_options(total_steps=self.epochs)
         )
+
+    def sparsifier_options(self, total_steps: int, steps_per_epoch: int | None = None) -> dict:
+        """Everything the method is built with: this run's method options and run settings."""
+        options = dict(
+            self.method_options,
+            density=self.density,
+            total_steps=total_steps,
+            steps_per_epoch=steps_per_epoch,
+            seed=self.seed,
+            include=tuple(self.include),
+            exclude=tuple(self.exclude),
+        )
+        if self.layer_types:
+            options["layer_types"] = tuple(getattr(torch.nn, name) for name in self.layer_types)
+        return options
 
     def build_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
         """The run's optimizer over ``model``'s parameters (SGD by default, as the paper)."""
@@ -278,42 +242,9 @@ class TrainConfig:
                 weight_decay=self.weight_decay,
             )
         adam = torch.optim.Adam if self.optimizer == "adam" else torch.optim.AdamW
-        return adam(
-            model.parameters(),
-            lr=self.lr,
-            betas=(self.momentum, 0.999),
-            weight_decay=self.weight_decay,
-        )
+        betas = (self.momentum, 0.999)
+        return adam(model.parameters(), lr=self.lr, betas=betas, weight_decay=self.weight_decay)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-    def method_options(self) -> dict[str, Any]:
-        """The method options this run sets explicitly; the method supplies the rest."""
-        return {
-            name: getattr(self, name) for name in METHOD_OPTIONS if getattr(self, name) is not None
-        }
-
-    @classmethod
-    def from_run(cls, run_dir: str, **overrides: Any) -> "TrainConfig":
-        """The configuration a run folder was started with (for --resume), plus ``overrides``."""
-        import json
-        from pathlib import Path
-
-        path = Path(run_dir) / "config.json"
-        try:
-            saved = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise UserError(
-                f"{run_dir} is not a run folder (no config.json); pass the --out folder of an earlier run."
-            ) from None
-        except json.JSONDecodeError:
-            raise UserError(
-                f"{path} is damaged (not JSON); the run cannot be resumed, start it again."
-            ) from None
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in saved.items() if k in known}
-        given = {
-            k: v for k, v in overrides.items() if v is not None
-        }  # unset flags keep the run's values
-        return cls(**{**values, **given, "resume": str(run_dir), "out": str(run_dir)})
+def _field_default(cls: type, name: str) -> Any:
+    return next(f.default for f in fields(cls) if f.name == name)

@@ -1,10 +1,12 @@
 """The training loop, to be read top to bottom.
 
-    config -> data -> model -> optimizer -> sparsifier -> epochs (step, update masks,
-    validate, log, checkpoint) -> test -> summary
+    config -> data -> model -> optimizer -> sparsifier       prepare()
+    new run: config.json / resumed: state from checkpoint     start() / checkpoint.restore()
+    epochs: steps, mask update, validation, metrics, checkpoint   train_epoch()
+    test -> summary.json, plots                               finish()
 
 Everything the run decides is in the config; everything it learns goes to the run folder.
-Under torchrun every rank runs this same function on its shard of each global batch; only
+Under torchrun every rank runs this same code on its shard of each global batch; only
 rank 0 writes files and shows progress.
 """
 
@@ -13,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,17 +26,72 @@ from .. import algorithms, data, models
 from ..analysis.plots import plot_run
 from ..core.sparsifier import Sparsifier
 from ..errors import UserError
-from ..runs import CHECKPOINT, RunFolder, load_checkpoint, save_checkpoint
-from . import distributed
+from ..runs import CHECKPOINT, RunFolder
+from . import checkpoint, distributed
 from .config import TrainConfig
+from .state import Position, Training
 
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def all_finite(model: torch.nn.Module) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) one training and return its summary (also written to the run folder)."""
+    if config.resume:
+        config = TrainConfig.from_run(
+            config.resume, data_dir=config.data_dir, threads=config.threads
+        )
+    config.validate()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    group = distributed.setup(device)
+    try:
+        training = prepare(config, group, progress and group.is_main)
+        position = checkpoint.restore(training) if config.resume else start(training)
+        started = time.perf_counter()
+        validation_accuracy = None
+        for epoch in range(position.epoch, config.epochs + 1):
+            validation_accuracy = train_epoch(training, epoch, position)
+            position = Position(epoch + 1)
+        return finish(training, validation_accuracy, started)
+    finally:
+        distributed.teardown(group)
+
+
+def prepare(config: TrainConfig, group: distributed.ProcessGroup, progress: bool) -> Training:
+    """Data, model, optimizer, sparsifier and schedules, all from the config."""
+    folder = None
+    if config.out and group.is_main:
+        folder = RunFolder(config.out, config.overwrite, resume=bool(config.resume))
+    torch.manual_seed(config.seed)
+    splits = data.load_dataset(config.dataset, data.data_root(config.data_dir), config.download)
+    model = models.create_model(config.model, num_classes=splits.num_classes).to(group.device)
+    optimizer = config.build_optimizer(model)
+    steps_per_epoch = data.batch_count(splits.train, config.batch_size)
+    sparsifier = build_sparsifier(config, model, optimizer, config.epochs * steps_per_epoch, group)
+    device = group.device
+    network = model
+    if group.distributed:
+        device_ids = [device.index] if device.type == "cuda" else None
+        network = DistributedDataParallel(model, device_ids=device_ids)
+    return Training(
+        config=config,
+        group=group,
+        progress=progress,
+        folder=folder,
+        splits=splits,
+        model=model,
+        network=network,
+        optimizer=optimizer,
+        sparsifier=sparsifier,
+        lr_schedule=build_lr_schedule(config, optimizer, steps_per_epoch),
+        steps_per_epoch=steps_per_epoch,
+        shuffle=torch.Generator().manual_seed(config.seed),
+        scaler=torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None,
+        autocast=_autocast(config.amp, device),
+    )
 
 
 def build_sparsifier(
@@ -45,16 +101,7 @@ def build_sparsifier(
     total_steps: int,
     group: distributed.ProcessGroup = distributed.ProcessGroup(),
 ) -> Sparsifier:
-    options = dict(
-        config.method_options(),
-        density=config.density,
-        total_steps=total_steps,
-        seed=config.seed,
-        include=tuple(config.include),
-        exclude=tuple(config.exclude),
-    )
-    if config.layer_types:
-        options["layer_types"] = tuple(getattr(torch.nn, name) for name in config.layer_types)
+    options = config.sparsifier_options(total_steps)
     if group.distributed:
         options["mask_check"] = lambda masks: distributed.check_masks_agree(masks, group)
     return algorithms.create_sparsifier(config.method, model, optimizer, **options)
@@ -74,6 +121,121 @@ def build_lr_schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, ste
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def _autocast(amp: bool, device: torch.device):
+    """bfloat16 on the CPU (no scaler needed), float16 on CUDA."""
+    if not amp:
+        return contextlib.nullcontext()
+    return torch.autocast(
+        device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16
+    )
+
+
+def start(training: Training) -> Position:
+    """A new run: its config (with every setting the method resolved) goes to config.json."""
+    if training.folder:
+        resolved = algorithms.resolved_options(training.sparsifier)
+        training.folder.write_json(
+            RunFolder.CONFIG, {**training.config.to_dict(), "resolved": resolved}
+        )
+    summary = training.sparsifier.backend.summary()
+    if training.progress and summary:
+        tqdm.write(summary)
+    return Position()
+
+
+def train_epoch(training: Training, epoch: int, position: Position) -> float:
+    """One epoch from ``position``: steps, mask update, validation, metrics, checkpoint.
+
+    Returns the validation accuracy.
+    """
+    config, sparsifier = training.config, training.sparsifier
+    epoch_started = time.perf_counter()
+    epoch_shuffle_state = training.shuffle.get_state()
+    training.network.train()
+    loss_sum = position.loss_sum
+    batches = training.splits.train.batches(
+        config.batch_size, shuffle=True, generator=training.shuffle
+    )
+    bar = tqdm(batches, total=training.steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}",
+               leave=False, disable=None if training.progress else True)  # fmt: skip
+    for step_in_epoch, (inputs, labels) in enumerate(bar, start=1):
+        if step_in_epoch <= position.skip_steps:
+            continue  # replayed only to advance the shuffle and augmentation RNG exactly
+        loss_sum += train_step(training, inputs, labels)
+        if config.checkpoint_every and sparsifier.step_count % config.checkpoint_every == 0:
+            if torch.isfinite(loss_sum) and all_finite(training.model):  # keep good ones only
+                checkpoint.save(training, epoch, step_in_epoch, epoch_shuffle_state, loss_sum)
+    train_loss = float(loss_sum) / training.steps_per_epoch
+    _refuse_divergence(training, train_loss, epoch)
+    if sparsifier.schedule.epoch_wise:
+        sparsifier.update_masks()
+    validation_accuracy, validation_loss = evaluate(
+        training.network, training.splits.validation, training.device
+    )
+    record = {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "validation_accuracy": validation_accuracy,
+        "validation_loss": validation_loss,
+        "prune_rate": sparsifier.current_prune_rate(),
+        "lr": training.optimizer.param_groups[0]["lr"],
+        "nonzero": sparsifier.nonzero_count(),
+        "layer_density": sparsifier.layer_densities(),
+        "seconds": time.perf_counter() - epoch_started,
+    }
+    if training.folder:
+        training.folder.append_metrics(record)
+    checkpoint.save(training, epoch + 1, 0, training.shuffle.get_state(), torch.zeros(()))
+    if training.progress:
+        _print_epoch(record, sparsifier.nonzero_count() / sparsifier.sparse_size)
+    return validation_accuracy
+
+
+def train_step(training: Training, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """One optimizer step on a global batch (this rank's shard of it); returns the loss."""
+    config, group = training.config, training.group
+    global_count = len(labels)
+    inputs, labels = distributed.shard(inputs.to(group.device), labels.to(group.device), group)
+    training.optimizer.zero_grad(set_to_none=True)
+    with training.autocast:
+        logits = training.network(inputs)
+        if group.distributed:  # this shard's share of the global mean (DDP averages over ranks)
+            loss = F.cross_entropy(logits, labels, reduction="sum",
+                                   label_smoothing=config.label_smoothing)  # fmt: skip
+            loss = loss * group.world_size / global_count
+        else:
+            loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
+    scaler = training.scaler
+    (scaler.scale(loss) if scaler else loss).backward()
+    training.sparsifier.step(scaler)
+    training.lr_schedule.step()
+    return loss.detach().float().cpu()
+
+
+def all_finite(model: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def _refuse_divergence(training: Training, train_loss: float, epoch: int) -> None:
+    if math.isfinite(train_loss) and all_finite(training.model):
+        return
+    folder = training.folder
+    kept = folder is not None and (folder.path / CHECKPOINT).exists()
+    where = f"; the last good checkpoint is kept in {folder.path}" if kept else ""
+    raise TrainingDiverged(
+        f"the training loss became {train_loss} in epoch {epoch}{where}; lower --lr (or drop "
+        "--amp) and start again."
+    )
+
+
+def _print_epoch(record: dict[str, Any], density: float) -> None:
+    tqdm.write(
+        f"epoch {record['epoch']:3d}  loss {record['train_loss']:.4f}  "
+        f"val acc {record['validation_accuracy']:6.2f} %  density {density:.4f}  "
+        f"prune rate {record['prune_rate']:.3f}  {record['seconds']:.1f} s"
+    )
+
+
 @torch.no_grad()
 def evaluate(
     model: torch.nn.Module, split: data.Split, device: torch.device, batch_size: int = 1000
@@ -90,192 +252,14 @@ def evaluate(
     return 100.0 * correct / count, loss_sum / count
 
 
-def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) one training and return its summary (also written to the run folder)."""
-    if config.resume:
-        config = TrainConfig.from_run(
-            config.resume, data_dir=config.data_dir, threads=config.threads
-        )
-    config.validate()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    group = distributed.setup(
-        torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    )
-    try:
-        return _train(config, progress and group.is_main, group.device, group)
-    finally:
-        distributed.teardown(group)
-
-
-def _train(
-    config: TrainConfig, progress: bool, device: torch.device, group: distributed.ProcessGroup
-) -> dict[str, Any]:
-    run = None
-    if config.out and group.is_main:
-        run = RunFolder(config.out, config.overwrite, resume=bool(config.resume))
-    torch.manual_seed(config.seed)
-    splits = data.load_dataset(config.dataset, data.data_root(config.data_dir), config.download)
-    model = models.create_model(config.model, num_classes=splits.num_classes).to(device)
-    optimizer = config.build_optimizer(model)
-    steps_per_epoch = data.batch_count(splits.train, config.batch_size)
-    sparsifier = build_sparsifier(config, model, optimizer, config.epochs * steps_per_epoch, group)
-    lr_schedule = build_lr_schedule(config, optimizer, steps_per_epoch)
-    shuffle = torch.Generator().manual_seed(config.seed)
-    scaler = torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None
-    autocast = (
-        torch.autocast(
-            device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16
-        )
-        if config.amp
-        else contextlib.nullcontext()
-    )
-    if group.distributed:
-        network = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    else:
-        network = model
-
-    def checkpoint(
-        epoch: int, step_in_epoch: int, epoch_shuffle_state: torch.Tensor, loss_sum: torch.Tensor
-    ) -> None:
-        """Everything needed to continue bit-identically: the run goes on at step ``step_in_epoch``
-        + 1 of ``epoch``, whose batch order comes from ``epoch_shuffle_state``."""
-        if run is None:
-            return
-        save_checkpoint(
-            run.path,
-            {
-                "epoch": epoch,
-                "step_in_epoch": step_in_epoch,
-                "loss_sum": loss_sum,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "sparsifier": sparsifier.state_dict(),
-                "lr_schedule": lr_schedule.state_dict(),
-                "scaler": scaler.state_dict() if scaler else {},
-                "epoch_shuffle_state": epoch_shuffle_state,
-                "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
-                "num_classes": splits.num_classes,
-            },
-        )
-
-    first_epoch, skip_steps, resumed_loss = 1, 0, torch.zeros(())
-    if config.resume:
-        state = load_checkpoint(Path(config.out))
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        sparsifier.load_state_dict(state["sparsifier"])
-        lr_schedule.load_state_dict(state["lr_schedule"])
-        if scaler:
-            scaler.load_state_dict(state["scaler"])
-        shuffle.set_state(state["epoch_shuffle_state"])
-        torch.set_rng_state(state["torch_rng"])
-        if device.type == "cuda" and state.get("cuda_rng"):
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        first_epoch, skip_steps, resumed_loss = (
-            state["epoch"],
-            state["step_in_epoch"],
-            state["loss_sum"],
-        )
-        if run:
-            run.keep_metrics_before(first_epoch)
-    elif run:
-        run.write_json(
-            RunFolder.CONFIG,
-            {**config.to_dict(), "resolved": algorithms.resolved_options(sparsifier)},
-        )
-    if progress and sparsifier.kernels is not None:
-        dense = (
-            "; ".join(f"{name} ({reason})" for name, reason in sparsifier.kernels.dense.items())
-            or "none"
-        )
-        tqdm.write(f"sparse kernels: {', '.join(sparsifier.kernels.sparse)}; dense: {dense}")
-
-    started = time.perf_counter()
-    validation_accuracy = None
-    for epoch in range(first_epoch, config.epochs + 1):
-        epoch_started = time.perf_counter()
-        epoch_shuffle_state = shuffle.get_state()
-        network.train()
-        loss_sum = resumed_loss if epoch == first_epoch else torch.zeros(())
-        batches = splits.train.batches(config.batch_size, shuffle=True, generator=shuffle)
-        bar = tqdm(
-            batches,
-            total=steps_per_epoch,
-            desc=f"epoch {epoch}/{config.epochs}",
-            leave=False,
-            disable=None if progress else True,
-        )
-        for step_in_epoch, (inputs, labels) in enumerate(bar, start=1):
-            if epoch == first_epoch and step_in_epoch <= skip_steps:
-                continue  # replayed only to advance the shuffle and augmentation RNG exactly
-            global_count = len(labels)
-            inputs, labels = distributed.shard(inputs.to(device), labels.to(device), group)
-            optimizer.zero_grad(set_to_none=True)
-            with autocast:
-                if (
-                    group.distributed
-                ):  # this shard's share of the global mean (DDP averages over ranks)
-                    loss = (
-                        F.cross_entropy(
-                            network(inputs),
-                            labels,
-                            reduction="sum",
-                            label_smoothing=config.label_smoothing,
-                        )
-                        * group.world_size
-                        / global_count
-                    )
-                else:
-                    loss = F.cross_entropy(
-                        network(inputs), labels, label_smoothing=config.label_smoothing
-                    )
-            (scaler.scale(loss) if scaler else loss).backward()
-            sparsifier.step(scaler)
-            lr_schedule.step()
-            loss_sum += loss.detach().float().cpu()
-            if config.checkpoint_every and sparsifier.step_count % config.checkpoint_every == 0:
-                if torch.isfinite(loss_sum) and all_finite(
-                    model
-                ):  # never overwrite a good checkpoint with NaNs
-                    checkpoint(epoch, step_in_epoch, epoch_shuffle_state, loss_sum)
-        train_loss = float(loss_sum) / steps_per_epoch
-        if not (math.isfinite(train_loss) and all_finite(model)):
-            kept = run is not None and (run.path / CHECKPOINT).exists()
-            where = f"; the last good checkpoint is kept in {run.path}" if kept else ""
-            raise TrainingDiverged(
-                f"the training loss became {train_loss} in epoch {epoch}{where}; lower --lr (or drop --amp) and start again."
-            )
-        if sparsifier.update_interval is None:
-            sparsifier.update_masks()
-        validation_accuracy, validation_loss = evaluate(network, splits.validation, device)
-        record = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "validation_accuracy": validation_accuracy,
-            "validation_loss": validation_loss,
-            "prune_rate": sparsifier.current_prune_rate(),
-            "lr": optimizer.param_groups[0]["lr"],
-            "nonzero": sparsifier.nonzero_count(),
-            "layer_density": sparsifier.layer_densities(),
-            "seconds": time.perf_counter() - epoch_started,
-        }
-        if run:
-            run.append_metrics(record)
-        checkpoint(epoch + 1, 0, shuffle.get_state(), torch.zeros(()))
-        if progress:
-            density = sparsifier.nonzero_count() / sum(m.numel() for m in sparsifier.masks.values())
-            tqdm.write(
-                f"epoch {epoch:3d}  loss {train_loss:.4f}  val acc {validation_accuracy:6.2f} %  "
-                f"density {density:.4f}  prune rate {record['prune_rate']:.3f}  {record['seconds']:.1f} s"
-            )
-
-    test_accuracy, test_loss = evaluate(network, splits.test, device)
+def finish(training: Training, validation_accuracy: float | None, started: float) -> dict[str, Any]:
+    """Test once, write summary.json and the plots; ``started``: when the first epoch began."""
+    config, sparsifier = training.config, training.sparsifier
+    test_accuracy, test_loss = evaluate(training.network, training.splits.test, training.device)
     if validation_accuracy is None:  # resumed from the final checkpoint: no epoch ran here
-        validation_accuracy = evaluate(network, splits.validation, device)[0]
+        validation_accuracy = evaluate(
+            training.network, training.splits.validation, training.device
+        )[0]
     summary = {
         "model": config.model,
         "dataset": config.dataset,
@@ -292,9 +276,9 @@ def _train(
         "layer_density": sparsifier.layer_densities(),
         "mask_updates": sparsifier.update_count,
         "seconds": time.perf_counter() - started,
-        "processes": group.world_size,
+        "processes": training.group.world_size,
     }
-    if run:
-        run.write_json(RunFolder.SUMMARY, summary)
-        plot_run(run.path)
+    if training.folder:
+        training.folder.write_json(RunFolder.SUMMARY, summary)
+        plot_run(training.folder.path)
     return summary

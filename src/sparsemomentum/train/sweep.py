@@ -30,6 +30,7 @@ from typing import Any, Callable, Sequence
 
 from tqdm import tqdm
 
+from ..algorithms import method_options
 from ..errors import UserError
 from ..runs import RunFolder, run_path, write_atomically
 from .config import TrainConfig
@@ -60,10 +61,13 @@ RESULTS = "results.csv"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]*")
 
 
-def _field_kinds() -> dict[str, type]:
-    """TrainConfig field -> the plain type a TOML value must have (``list`` for pattern lists)."""
-    kinds = {}
+def setting_kinds() -> dict[str, type]:
+    """Run setting or method option -> the plain type a TOML value must have (``list`` for
+    pattern lists); method options come from the methods registered now."""
+    kinds = {name: option.kind for name, option in method_options().items()}
     for name, hint in typing.get_type_hints(TrainConfig).items():
+        if name == "method_options":
+            continue
         if typing.get_origin(hint) is list:
             kinds[name] = list
         else:
@@ -71,9 +75,6 @@ def _field_kinds() -> dict[str, type]:
                 t for t in (*typing.get_args(hint), hint) if t in (bool, int, float, str)
             )
     return kinds
-
-
-FIELD_KINDS = _field_kinds()
 
 
 @dataclass(frozen=True)
@@ -134,11 +135,11 @@ def parse_only(selections: Sequence[str]) -> dict[str, set[Any]]:
             raise UserError(
                 f"--only takes KEY=VALUE, e.g. --only seed=0 or --only variant=dense; got {selection!r}."
             )
-        if key != "variant" and key not in FIELD_KINDS:
+        if key != "variant" and key not in setting_kinds():
             raise UserError(
                 f"--only {selection}: {key!r} is not a run setting; use a key of the experiment file or 'variant'."
             )
-        kind = str if key == "variant" else FIELD_KINDS[key]
+        kind = str if key == "variant" else setting_kinds()[key]
         try:
             value = {
                 bool: lambda t: {"true": True, "false": False}[t.lower()],
@@ -154,7 +155,7 @@ def parse_only(selections: Sequence[str]) -> dict[str, set[Any]]:
 
 def _coerce(key: str, value: Any, where: str) -> Any:
     """Check a TOML value against the TrainConfig field, so a typo fails before any training."""
-    kind = FIELD_KINDS[key]
+    kind = setting_kinds()[key]
     if kind is list:
         valid = isinstance(value, list) and all(isinstance(item, str) for item in value)
     elif kind is float:
@@ -181,7 +182,7 @@ def _checked_table(table: dict[str, Any], where: str, is_grid: bool = False) -> 
             raise UserError(
                 f"{key} in {where} is chosen by the sweep for each run; remove it and pass --out DIR to the sweep."
             )
-        if key not in FIELD_KINDS:
+        if key not in setting_kinds():
             raise UserError(
                 f"unknown key {key!r} in {where}; use TrainConfig fields as in `sparsemomentum train --help` (with underscores)."
             )
@@ -280,7 +281,7 @@ def load_experiment(
         axes = {key: values for key, values in grid.items() if key not in overrides}
         for values in itertools.product(*axes.values()):
             point = dict(zip(axes, values))
-            config = TrainConfig(**{**base, **point, **overrides})
+            config = TrainConfig.from_settings({**base, **point, **overrides})
             arm = (name or config.method) + "".join(
                 f"_{key}={_label(point[key])}" for key in extra_axes if key in point
             )
