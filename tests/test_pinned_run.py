@@ -45,9 +45,13 @@ def _cpu() -> str:
 PINNED_CPU = "fff8d890470f"
 PINNED = {
     ("lenet300-100", "masked"): ("d30ca2dd15b9b9eb", "06b7e27eab5e176c"),
-    ("lenet300-100", "sparse"): ("d30ca2dd15b9b9eb", "49cb5f506b7479fb"),
+    # The sparse runs moved once, on purpose: the training loop now tells the sparsifier its
+    # epoch length, so the first epoch computes dense weight gradients in the momentum window
+    # only (10 of 30 steps) instead of in every step (before: d30ca2dd15b9b9eb,
+    # 49cb5f506b7479fb and 8984324b430190f8, aedcd46ecaa87ab2). The masked runs did not move.
+    ("lenet300-100", "sparse"): ("02e4f8ce08faf394", "f41452126ea2fa44"),
     ("lenet5-caffe", "masked"): ("8984324b430190f8", "3bb62fe07b9c717c"),
-    ("lenet5-caffe", "sparse"): ("8984324b430190f8", "aedcd46ecaa87ab2"),
+    ("lenet5-caffe", "sparse"): ("647bc09edd30ea2d", "fd7d33de391f71c2"),
 }
 
 

@@ -70,7 +70,7 @@ def prepare(config: TrainConfig, group: distributed.ProcessGroup, progress: bool
     model = models.create_model(config.model, num_classes=splits.num_classes).to(group.device)
     optimizer = config.build_optimizer(model)
     steps_per_epoch = data.batch_count(splits.train, config.batch_size)
-    sparsifier = build_sparsifier(config, model, optimizer, config.epochs * steps_per_epoch, group)
+    sparsifier = build_sparsifier(config, model, optimizer, steps_per_epoch, group)
     device = group.device
     network = model
     if group.distributed:
@@ -98,10 +98,12 @@ def build_sparsifier(
     config: TrainConfig,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    total_steps: int,
+    steps_per_epoch: int,
     group: distributed.ProcessGroup = distributed.ProcessGroup(),
 ) -> Sparsifier:
-    options = config.sparsifier_options(total_steps)
+    """The run's method on ``model``; told the epoch length, so that the sparse backend knows
+    when each epoch-wise update comes from the first epoch on."""
+    options = config.sparsifier_options(config.epochs * steps_per_epoch, steps_per_epoch)
     if group.distributed:
         options["mask_check"] = lambda masks: distributed.check_masks_agree(masks, group)
     return algorithms.create_sparsifier(config.method, model, optimizer, **options)
