@@ -138,13 +138,19 @@ def test_rigl_gradient_growth_picks_the_largest_missing_gradients():
     name = "0.weight"
     weight = rigl.weights[name]
     weight.grad = torch.randperm(100).float().view(10, 10)
-    kept_before = rigl.masks[name].clone()
+    before = rigl.masks[name].flatten()
+    active = before.nonzero().squeeze(1)
+    count = math.ceil(0.3 * active.numel())
+    # Expected: the `count` smallest |w| are dropped, then the `count` largest gradients among
+    # all missing positions (the just-dropped ones included) grow.
+    after_drop = before.clone()
+    after_drop[active[weight.detach().flatten()[active].abs().argsort()[:count]]] = False
+    missing = (~after_drop).nonzero().squeeze(1)
+    expected = after_drop.clone()
+    expected[missing[weight.grad.flatten()[missing].argsort(descending=True)[:count]]] = True
     report = rigl.update_masks()
-    grown = rigl.masks[name] & ~kept_before
-    not_grown_missing = ~rigl.masks[name]
-    assert int(grown.sum()) <= report.grown[name]
-    if grown.any() and not_grown_missing.any():
-        assert weight.grad[grown].min() > weight.grad[not_grown_missing].max()
+    assert report.pruned[name] == report.grown[name] == count == 9
+    assert torch.equal(rigl.masks[name].flatten(), expected)
 
 
 def test_snip_keeps_the_largest_weight_times_gradient_over_all_layers():

@@ -85,3 +85,23 @@ def test_er_ignores_kernel_size_but_erk_does_not():
     erk = initial_counts("erk", shapes, 0.1)
     assert er[0] / 36864 == pytest.approx(er[1] / 4096, rel=1e-2)
     assert erk[0] / 36864 < erk[1] / 4096
+
+
+def test_equal_overflow_splits_a_full_layers_excess_equally_over_the_layers_with_room():
+    # Proportional targets 9, 1, 0; the first layer holds 2, so 7 overflow. Proportional
+    # overflow follows the shares (all to the second layer); the reference code's rule splits
+    # it equally (3.5 each; the tie on the half goes to the earlier layer).
+    assert allocate(10, [0.9, 0.1, 0.0], [2, 10, 10]) == [2, 8, 0]
+    assert allocate(10, [0.9, 0.1, 0.0], [2, 10, 10], overflow="equal") == [2, 5, 3]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    data=st.lists(st.tuples(st.floats(0, 10), st.integers(0, 50)), min_size=1, max_size=6),
+    fraction=st.floats(0, 1),
+)
+def test_equal_overflow_places_exactly_the_total_within_capacity(data, fraction):
+    weights, capacity = [w for w, _ in data], [c for _, c in data]
+    total = int(fraction * sum(capacity))
+    counts = allocate(total, weights, capacity, overflow="equal")
+    assert sum(counts) == total and all(0 <= n <= c for n, c in zip(counts, capacity))

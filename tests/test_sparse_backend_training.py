@@ -58,7 +58,9 @@ def test_window_covering_every_step_reproduces_the_masked_mode(model_name):
         run("masked", model_name=model_name),
         run("sparse", window=1000, model_name=model_name),
     )
-    assert set(sparse.backend.kernels.sparse) == set(sparse.masks)  # every layer ran on a sparse kernel
+    assert set(sparse.backend.kernels.sparse) == set(
+        sparse.masks
+    )  # every layer ran on a sparse kernel
     assert sparse.update_count == masked.update_count == 2
     assert all(torch.equal(masked.masks[n], sparse.masks[n]) for n in masked.masks)
     assert all(
@@ -168,7 +170,9 @@ def static_pair(values_step: bool, model_name: str = "mlp", steps: int = 30):
         seed=3,
     )
     if not values_step:
-        sparsifier.backend.values_sgd = None  # torch's own dense SGD step on the same sparse gradients
+        sparsifier.backend.values_sgd = (
+            None  # torch's own dense SGD step on the same sparse gradients
+        )
     train_steps(sparsifier, model, steps, input_shape, 5)
     return sparsifier
 

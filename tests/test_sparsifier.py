@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 import sparsemomentum as sm
-from sparsemomentum.core.parts import REDISTRIBUTIONS
 from sparsemomentum.core.optimizer_state import momentum_of
+from sparsemomentum.core.parts import REDISTRIBUTIONS
 
 
 def sgd(model, momentum=0.9, **kwargs):
@@ -185,13 +185,14 @@ def test_dense_growing_layer_is_guarded_from_pruning():
     sizes=st.lists(st.integers(1, 40), min_size=2, max_size=5),
     density=st.floats(0.01, 1.0),
     distribution=st.sampled_from(["uniform", "erdos_renyi", "erk"]),
-    redistribution=st.sampled_from(["momentum", "magnitude", "nonzero", "none"]),
+    redistribution=st.sampled_from(["momentum", "magnitude", "nonzero", "surviving", "none"]),
     growth=st.sampled_from(["momentum", "random", "gradient"]),
+    overflow=st.sampled_from(["proportional", "reference"]),
     rates=st.lists(st.floats(0.0, 0.99), min_size=1, max_size=4),
     seed=st.integers(0, 2**16),
 )
 def test_bookkeeping_is_exact_for_any_layers_densities_and_updates(
-    sizes, density, distribution, redistribution, growth, rates, seed
+    sizes, density, distribution, redistribution, growth, overflow, rates, seed
 ):
     torch.manual_seed(seed)
     model = mlp(*sizes)
@@ -204,6 +205,7 @@ def test_bookkeeping_is_exact_for_any_layers_densities_and_updates(
         distribution=distribution,
         redistribution=redistribution,
         growth=growth,
+        overflow=overflow,
         prune_rate_schedule="constant",
         seed=seed,
     )
@@ -215,13 +217,15 @@ def test_bookkeeping_is_exact_for_any_layers_densities_and_updates(
     for rate in rates:
         train_steps(sparsifier, model, 2, sizes[0], sizes[-1], seed=seed)
         sparsifier.prune_rate = rate
+        before = {name: int(mask.sum()) for name, mask in sparsifier.masks.items()}
         report = sparsifier.update_masks()
         assert sum(report.pruned.values()) == sum(report.grown.values())
         assert sparsifier.nonzero_count() == target
         for name, weight in sparsifier.weights.items():
             mask = sparsifier.masks[name]
             assert mask.dtype == torch.bool and mask.shape == weight.shape
-            assert int(mask.sum()) <= mask.numel()
+            # each layer's count is exactly what the report says it pruned and grew
+            assert int(mask.sum()) == before[name] - report.pruned[name] + report.grown[name]
             assert torch.all(weight[~mask] == 0)
 
 

@@ -59,12 +59,26 @@ def _add_method_flags(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, type=option.kind, help=help_text)
 
 
+DATA_DIR_HELP = (
+    "folder holding the data sets' folders (mnist/, fashion-mnist/, cifar10/, cifar100/, "
+    "imagenet/); default: $SPARSEMOMENTUM_DATA, else ~/.cache/sparsemomentum/data"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sparsemomentum",
         description="Train sparse neural networks from scratch with sparse momentum.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_train_command(commands)
+    _add_sweep_command(commands)
+    _add_report_command(commands)
+    _add_export_command(commands)
+    return parser
+
+
+def _add_train_command(commands) -> None:
     train_parser = commands.add_parser(
         "train",
         help="train one model and write a run folder",
@@ -86,10 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
         "flags given win",
     )
 
+
+def _add_sweep_command(commands) -> None:
     sweep_parser = commands.add_parser(
         "sweep",
         help="train every run of an experiment file, skipping finished ones",
-        description="Train the grid of runs an experiment file (TOML) describes; rerunning resumes where it stopped.",
+        description="Train the grid of runs an experiment file (TOML) describes; rerunning "
+        "resumes where it stopped.",
     )
     sweep_parser.add_argument(
         "experiment", help="experiment file, e.g. experiments/mnist-lenet300.toml"
@@ -97,10 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_parser.add_argument(
         "--out", help="sweep folder (default: runs/<experiment file name without .toml>)"
     )
-    sweep_parser.add_argument(
-        "--data-dir",
-        help="folder holding mnist/ and fashion-mnist/ (default: $SPARSEMOMENTUM_DATA)",
-    )
+    sweep_parser.add_argument("--data-dir", help=DATA_DIR_HELP)
     sweep_parser.add_argument(
         "--dry-run", action="store_true", help="list the runs still to do and stop"
     )
@@ -119,10 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="runs trained in parallel processes, one thread each (default: 1)",
     )
 
+
+def _add_report_command(commands) -> None:
     report_parser = commands.add_parser(
         "report",
         help="tables and figures over finished runs",
-        description="Write report.md (test error per method and density beside the paper's) and PNG figures.",
+        description="Write report.md (test error per method and density beside the paper's) "
+        "and PNG figures.",
     )
     report_parser.add_argument(
         "path", help="a run folder or a folder holding run folders, e.g. runs/mnist-lenet300"
@@ -131,16 +148,20 @@ def build_parser() -> argparse.ArgumentParser:
     report_parser.add_argument(
         "--density",
         type=float,
-        help="density of the layer-density and learning-curve figures (default: 0.05 or the nearest)",
+        help="density of the layer-density and learning-curve figures (default: 0.05 or the "
+        "nearest)",
     )
+
+
+def _add_export_command(commands) -> None:
     export_parser = commands.add_parser(
         "export",
         help="write a run's trained model with its sparse weights stored compactly",
-        description="Store every masked weight as CSR (values + int32 indices); load with sparsemomentum.load_exported(FILE).",
+        description="Store every masked weight as CSR (values + int32 indices); load with "
+        "sparsemomentum.load_exported(FILE).",
     )
     export_parser.add_argument("run_dir", help="a training run's folder")
     export_parser.add_argument("--out", required=True, help="file to write, e.g. model.pt")
-    return parser
 
 
 def _export(run_dir: str, out: str) -> None:

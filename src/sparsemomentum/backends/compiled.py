@@ -36,7 +36,6 @@ from pathlib import Path
 import torch
 
 SOURCE_DIR = Path(__file__).with_name("csrc")
-SOURCE = SOURCE_DIR / "sparse_kernels.c"
 
 
 def _sources() -> list[Path]:

@@ -94,7 +94,7 @@ class TrainConfig:
     data_dir: str | None = option(
         None,
         "folder holding the data sets' folders (mnist/, fashion-mnist/, cifar10/, cifar100/, "
-        "imagenet/); default: $SPARSEMOMENTUM_DATA",
+        "imagenet/); default: $SPARSEMOMENTUM_DATA, else ~/.cache/sparsemomentum/data",
     )
     download: bool = option(True, "download missing data files from the public mirrors")
     out: str | None = option(None, "run folder for config.json, metrics.jsonl, summary.json, plots")
