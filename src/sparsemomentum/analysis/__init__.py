@@ -1,1 +1,1 @@
-"""Reading run folders: plots (and, later, reports and speed-up estimates)."""
+"""Reading run folders: reports beside the paper's numbers, plots, the paper's speed-up estimate."""

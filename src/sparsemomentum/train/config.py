@@ -29,7 +29,7 @@ def option(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
-# The paper's recipes (docs: "Training recipes of the paper"). A preset sets defaults; flags
+# The paper's recipes (docs/algorithm.md, "The paper's recipes"). A preset sets defaults; flags
 # given on the command line still win.
 _SGD_RECIPE = {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
 PRESETS: dict[str, dict[str, Any]] = {
