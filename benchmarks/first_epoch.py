@@ -32,7 +32,9 @@ def mlp(sizes: list[int]) -> torch.nn.Sequential:
     return torch.nn.Sequential(*layers[:-1])
 
 
-def train_epochs(variant: str, sizes: list[int], steps: int, batch: int, epochs: int) -> list[float]:
+def train_epochs(
+    variant: str, sizes: list[int], steps: int, batch: int, epochs: int
+) -> list[float]:
     """Seconds of each of ``epochs`` epochs of ``steps`` steps, mask update at every end."""
     torch.manual_seed(0)
     model = mlp(sizes)
@@ -75,15 +77,19 @@ def main() -> None:
                 train_epochs(variant, arguments.sizes, arguments.steps, arguments.batch, 3)
             )
     dense_first = statistics.median(epochs[0] for epochs in times["dense"])
-    print(f"MLP {'-'.join(map(str, arguments.sizes))}, 5 %, {arguments.steps} steps of "
-          f"{arguments.batch}, {torch.get_num_threads()} threads, medians of {arguments.rounds}")
+    print(
+        f"MLP {'-'.join(map(str, arguments.sizes))}, 5 %, {arguments.steps} steps of "
+        f"{arguments.batch}, {torch.get_num_threads()} threads, medians of {arguments.rounds}"
+    )
     print("| variant | epoch 1 (s) | epochs 2-3 (s) | epoch 1 / later | dense / this, epoch 1 |")
     print("|---|---:|---:|---:|---:|")
     for variant, runs in times.items():
         first = statistics.median(epochs[0] for epochs in runs)
         later = statistics.median(t for epochs in runs for t in epochs[1:])
-        print(f"| {variant} | {first:.2f} | {later:.2f} | {first / later:.2f} | "
-              f"{dense_first / first:.2f}x |")
+        print(
+            f"| {variant} | {first:.2f} | {later:.2f} | {first / later:.2f} | "
+            f"{dense_first / first:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -56,7 +56,8 @@ SparseProp (pip ``sparseprop`` 0.1.14, a pybind11 + OpenMP extension with AVX2 i
 compiled from the sdist) installs into the same Python as torch with:
 
     pip install pybind11     # its setup.py runs `python3 -m pybind11 --includes` while building
-    pip install --no-deps --no-build-isolation sparseprop   # g++ -march=native -fopenmp; scipy already here
+    # g++ -march=native -fopenmp; scipy already here
+    pip install --no-deps --no-build-isolation sparseprop
 
 It declares no torch dependency, so pip leaves torch alone. Its extension is a top-level
 module named ``backend`` and shares torch's libgomp (same soname), so ``torch.set_num_threads``
@@ -150,7 +151,8 @@ def training_step(forward: Callable[[], torch.Tensor], leaves: list[torch.Tensor
 
 
 class Mismatch(AssertionError):
-    """A variant's result differs from the dense masked reference; ``cell`` says which and how much, briefly."""
+    """A variant's result differs from the dense masked reference; ``cell`` says which and how much,
+    briefly."""
 
     def __init__(self, message: str, cell: str) -> None:
         super().__init__(message)
@@ -279,7 +281,8 @@ def check_sparseprop(
 def conv_steps(
     layer: ConvLayer, weight: torch.Tensor, mask: torch.Tensor, bias: torch.Tensor
 ) -> Steps:
-    """Every variant on its own copies; ours and SparseProp's checked against the dense masked reference first."""
+    """Every variant on its own copies; ours and SparseProp's checked against the dense masked
+    reference first."""
 
     def dense_weight() -> nn.Parameter:
         return nn.Parameter(weight.clone())
@@ -331,7 +334,8 @@ def conv_steps(
 def conv_reference(
     layer: ConvLayer, weight: torch.Tensor, bias: torch.Tensor
 ) -> dict[str, torch.Tensor]:
-    """F.conv2d with the dense masked weight: its input, upstream gradient, output, dX, dW and db."""
+    """F.conv2d with the dense masked weight: its input, upstream gradient, output, dX, dW and
+    db."""
     x, w, b = layer.input(), weight.clone().requires_grad_(), bias.clone().requires_grad_()
     output = layer.dense(x, w, b)
     grad_output = torch.randn_like(output)
@@ -385,7 +389,8 @@ def check_ours_conv(
 def check_sparseprop_conv(
     name: str, module: nn.Module, mask: torch.Tensor, reference: dict[str, torch.Tensor]
 ) -> None:
-    """SparseProp's SparseConv2d against the reference: same pattern (its weight's non-zeros), same results.
+    """SparseProp's SparseConv2d against the reference: same pattern (its weight's non-zeros),
+    same results.
 
     Its dW is one value per non-zero in its own order; densified through its own format
     converter, it is compared at the mask.
@@ -427,7 +432,8 @@ def seconds_per_call(step: Step, repeats: int) -> float:
 
 
 def measure(steps: Steps, rounds: int, target_seconds: float) -> dict[str, float | str | None]:
-    """Median seconds per step, None for a variant too slow to be worth timing, a step's text as it is.
+    """Median seconds per step, None for a variant too slow to be worth timing, a step's text as
+    it is.
 
     One warm-up call each (first touch of every buffer, lazy allocations) sizes the repeats
     so that one timing lasts about ``target_seconds``; a variant whose warm-up took over
@@ -454,7 +460,8 @@ def measure(steps: Steps, rounds: int, target_seconds: float) -> dict[str, float
 
 
 def print_table(settings: Iterator[Setting], rounds: int, target_seconds: float) -> None:
-    """One markdown row per (layer, batch, density, steps factory): dense ms, then dense / variant time per column."""
+    """One markdown row per (layer, batch, density, steps factory): dense ms, then dense / variant
+    time per column."""
     header = None
     for layer, batch, density, make_steps in settings:
         times = measure(make_steps(), rounds, target_seconds)
@@ -471,7 +478,8 @@ def print_table(settings: Iterator[Setting], rounds: int, target_seconds: float)
             for name in header
         ]
         print(
-            f"| {layer} | {batch} | {density:.0%} | {times['dense'] * 1e3:.3f} | {' | '.join(cells)} |",
+            f"| {layer} | {batch} | {density:.0%} | {times['dense'] * 1e3:.3f} | "
+            f"{' | '.join(cells)} |",
             flush=True,
         )
 
@@ -547,8 +555,8 @@ def main() -> None:
         f"medians of {rounds} rounds, SparseProp {'on' if sparseprop else NOT_INSTALLED}"
     )
     ratio = (
-        f"ratio = dense time / variant time for forward + backward (dX, dW, db); > 1: faster than dense; "
-        f"< {TOO_SLOW:.2f}x: its warm-up call alone said so, not timed further."
+        "ratio = dense time / variant time for forward + backward (dX, dW, db); > 1: faster than "
+        f"dense; < {TOO_SLOW:.2f}x: its warm-up call alone said so, not timed further."
     )
     if arguments.section in ("linear", "all"):
         print("\nLinear layers\n")
@@ -570,11 +578,12 @@ def main() -> None:
             "\n"
             + ratio
             + "\nOurs matched F.conv2d with the masked weight in every setting (output, dX, db; dW "
-            "at the mask and zero elsewhere with sparse dW, everywhere with dense dW; rtol 1e-4, atol 1e-4 x the "
-            "largest entry)"
+            "at the mask and zero elsewhere with sparse dW, everywhere with dense dW; rtol 1e-4, "
+            "atol 1e-4 x the largest entry)"
             + (
-                ". So did SparseProp's variants wherever their column shows a ratio (output, dX, db, dW at the "
-                "non-zeros); 'wrong X (n of N)': X failed that check in n of its N entries, so it was not timed."
+                ". So did SparseProp's variants wherever their column shows a ratio (output, dX, "
+                "db, dW at the non-zeros); 'wrong X (n of N)': X failed that check in n of its N "
+                "entries, so it was not timed."
                 if sparseprop
                 else "."
             )

@@ -52,12 +52,14 @@ def main() -> None:
             summary = train(config, progress=False)
             results[method].append(summary)
             print(
-                f"{method:16s} seed {seed}: test error {summary['test_error']:.2f} %  ({summary['seconds']:.0f} s)",
+                f"{method:16s} seed {seed}: test error {summary['test_error']:.2f} %  "
+                f"({summary['seconds']:.0f} s)",
                 flush=True,
             )
 
     print(
-        f"\nLeNet-300-100, MNIST, density {arguments.density}, {arguments.epochs} epochs, seeds {arguments.seeds}"
+        f"\nLeNet-300-100, MNIST, density {arguments.density}, {arguments.epochs} epochs, seeds "
+        f"{arguments.seeds}"
     )
     print(f"{'method':16s} {'test error % (ours)':>22s} {'paper':>14s} {'s per run':>10s}")
     table = {}
@@ -66,7 +68,8 @@ def main() -> None:
         seconds = statistics.fmean(r["seconds"] for r in runs)
         paper_mean, paper_error = PAPER[method]
         print(
-            f"{method:16s} {mean:14.2f} ± {error:.2f} {paper_mean:8.2f} ± {paper_error:.2f} {seconds:10.0f}"
+            f"{method:16s} {mean:14.2f} ± {error:.2f} {paper_mean:8.2f} ± {paper_error:.2f} "
+            f"{seconds:10.0f}"
         )
         table[method] = {
             "mean_test_error": mean,

@@ -1,6 +1,7 @@
 """Does the momentum window change what sparse momentum decides?
 
-    python benchmarks/momentum_window.py --data-dir ../shared/data [--seeds 0 1 2] [--epochs 100] [--window 50]
+    python benchmarks/momentum_window.py --data-dir ../shared/data [--seeds 0 1 2]
+        [--epochs 100] [--window 50]
 
 Two measurements, LeNet-300-100 on MNIST at 5 %, the paper's recipe:
 
@@ -126,8 +127,9 @@ def main() -> None:
         arguments.data_dir, arguments.overlap_epochs, arguments.window, arguments.seeds[0]
     )
     print(
-        f"mask overlap, window {arguments.window}, {len(overlaps)} updates: mean {statistics.fmean(overlaps):.4f}, "
-        f"min {min(overlaps):.4f}, first {overlaps[0]:.4f}, last {overlaps[-1]:.4f}",
+        f"mask overlap, window {arguments.window}, {len(overlaps)} updates: mean "
+        f"{statistics.fmean(overlaps):.4f}, min {min(overlaps):.4f}, first {overlaps[0]:.4f}, last "
+        f"{overlaps[-1]:.4f}",
         flush=True,
     )
 
@@ -149,7 +151,8 @@ def main() -> None:
             summary = train(config, progress=False)
             results[backend].append(summary)
             print(
-                f"{backend:7s} seed {seed}: test error {summary['test_error']:.2f} %, {summary['seconds']:.0f} s",
+                f"{backend:7s} seed {seed}: test error {summary['test_error']:.2f} %, "
+                f"{summary['seconds']:.0f} s",
                 flush=True,
             )
     print("\n| backend | test error % (mean ± SE) | seconds per run |\n|---|---|---|")
@@ -157,7 +160,8 @@ def main() -> None:
         errors = [r["test_error"] for r in runs]
         error = statistics.stdev(errors) / len(errors) ** 0.5 if len(errors) > 1 else float("nan")
         print(
-            f"| {backend} | {statistics.fmean(errors):.2f} ± {error:.2f} | {statistics.fmean(r['seconds'] for r in runs):.0f} |"
+            f"| {backend} | {statistics.fmean(errors):.2f} ± {error:.2f} | "
+            f"{statistics.fmean(r['seconds'] for r in runs):.0f} |"
         )
 
 

@@ -1,6 +1,7 @@
 """Cost of sparse momentum's bookkeeping against a plain dense training step, in one run.
 
-    python benchmarks/overhead.py [--models lenet300-100 lenet5-caffe] [--batch-size 100] [--rounds 7]
+    python benchmarks/overhead.py [--models lenet300-100 lenet5-caffe] [--batch-size 100]
+        [--rounds 7]
 
 For each model it alternates, in chunks of 5 steps, (a) a dense step (forward, backward,
 optimizer.step), (b) the same step through SparseMomentum.step() (adds re-masking), (c)
@@ -97,12 +98,12 @@ def main() -> None:
     if arguments.threads:
         torch.set_num_threads(arguments.threads)
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {arguments.batch_size}, "
-        f"density {arguments.density}, medians of {arguments.rounds} rounds"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch "
+        f"{arguments.batch_size}, density {arguments.density}, medians of {arguments.rounds} rounds"
     )
     print(
-        f"{'model':14s} {'dense step':>11s} {'sparse step':>12s} {'step ratio':>11s} {'masking':>9s} "
-        f"{'mask update':>12s} {'update/step':>12s} {'per epoch*':>11s}"
+        f"{'model':14s} {'dense step':>11s} {'sparse step':>12s} {'step ratio':>11s} "
+        f"{'masking':>9s} {'mask update':>12s} {'update/step':>12s} {'per epoch*':>11s}"
     )
     for name in arguments.models:
         t = measure(
@@ -112,10 +113,12 @@ def main() -> None:
         print(
             f"{name:14s} {t['dense_step'] * 1e3:9.3f}ms {t['sparse_step'] * 1e3:10.3f}ms "
             f"{t['sparse_step'] / t['dense_step']:10.3f}x {t['masking'] / t['dense_step']:8.1%} "
-            f"{t['mask_update'] * 1e3:10.2f}ms {t['mask_update'] / t['dense_step']:11.1f}x {per_epoch:10.2%}"
+            f"{t['mask_update'] * 1e3:10.2f}ms {t['mask_update'] / t['dense_step']:11.1f}x "
+            f"{per_epoch:10.2%}"
         )
     print(
-        "* one mask update per epoch of 540 steps (MNIST, batch 100), as a fraction of the epoch's dense steps"
+        "* one mask update per epoch of 540 steps (MNIST, batch 100), as a fraction of the epoch's "
+        "dense steps"
     )
 
 

@@ -39,14 +39,15 @@ def main() -> None:
         print(f"## {name}, batch {shape[0]}, input {'x'.join(map(str, shape[1:]))}\n")
         print(result.format_table() + "\n", flush=True)
     print(
-        "FLOP x = 1 / weight density; sparse conv x = 1 / (weight density x input-activation density); "
-        "channel skip x = 1 / (non-empty input channels x non-empty feature maps); totals = summed dense time / "
-        "summed estimated time.\n"
-        "Input-activation densities here come from random inputs through untrained weights: trained networks "
-        "on real images have other (often lower) activation densities, so the sparse-conv column moves with "
-        "training. Random masks leave almost no channel empty, so channel skipping gains ~1x until training "
-        "empties channels. All three assume sparse work runs at dense speed; on this CPU unstructured CSR "
-        "kernels reach about 0.17 / density (docs/cpu-sparse-kernels.md), not 1 / density."
+        "FLOP x = 1 / weight density; sparse conv x = 1 / (weight density x input-activation "
+        "density); channel skip x = 1 / (non-empty input channels x non-empty feature maps); "
+        "totals = summed dense time / summed estimated time.\n"
+        "Input-activation densities here come from random inputs through untrained weights: "
+        "trained networks on real images have other (often lower) activation densities, so the "
+        "sparse-conv column moves with training. Random masks leave almost no channel empty, so "
+        "channel skipping gains ~1x until training empties channels. All three assume sparse work "
+        "runs at dense speed; on this CPU unstructured CSR kernels reach about 0.17 / density "
+        "(docs/cpu-sparse-kernels.md), not 1 / density."
     )
 
 

@@ -1,6 +1,7 @@
 """Whole training steps: dense SGD against SparseMomentum (masked and sparse backends), in one run.
 
-    python benchmarks/training_step.py [--quick] [--json PATH] [--interval 540] [--window 50] [--threads 1]
+    python benchmarks/training_step.py [--quick] [--json PATH] [--interval 540] [--window 50]
+        [--threads 1]
 
 A step is what training does: zero_grad, forward, cross-entropy backward, then
 ``optimizer.step()`` (dense) or ``sparsifier.step()`` (SGD with Nesterov momentum 0.9,
@@ -52,8 +53,10 @@ VARIANTS = {"dense": None, "masked": "masked", "sparse": "sparse"}  # name -> sp
 # What a step did, decided by the sparsifier's own state around it.
 PLAIN = "plain"  # sparse backend: dW at the non-zeros only; masked and dense: every ordinary step
 WINDOW = "dense dW"  # sparse backend inside the momentum window: the full dW for momentum growth
-UPDATE = "update"  # the window's last step, whose sparsifier.step() ran update_masks (and the CSR rebuild)
-AFTER = "after update"  # the first step on new layouts: fresh dW buffers are allocated and first touched
+# The window's last step, whose sparsifier.step() ran update_masks (and the CSR rebuild).
+UPDATE = "update"
+# The first step on new layouts: fresh dW buffers are allocated and first touched.
+AFTER = "after update"
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,8 @@ def mlp_4096() -> nn.Module:
 
 
 def wrn_conv_layer() -> nn.Module:
-    """A WRN-sized 3x3 convolution (128 channels, WRN-16-8's first-stage width), pooled into 128 logits for the loss."""
+    """A WRN-sized 3x3 convolution (128 channels, WRN-16-8's first-stage width), pooled into 128
+    logits for the loss."""
     return nn.Sequential(nn.Conv2d(128, 128, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
 
 
@@ -104,7 +108,8 @@ def configs(quick: bool) -> list[Config]:
 
 @dataclass(eq=False)
 class Variant:
-    """One model, its optimizer, its sparsifier (None: plain dense SGD) and its step times by label."""
+    """One model, its optimizer, its sparsifier (None: plain dense SGD) and its step times by
+    label."""
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
@@ -125,7 +130,8 @@ class Variant:
         )
         sparsifier = None
         if backend is not None:
-            # total_steps far away: updates never stop and the prune rate stays near 0.5, as early in training.
+            # total_steps far away: updates never stop and the prune rate stays near 0.5, as early
+            # in training.
             sparsifier = sm.SparseMomentum(
                 model,
                 optimizer,
@@ -189,7 +195,8 @@ def per_step_ms(medians: dict[str, float], interval: int, window: int) -> float:
 
 
 def warm_up(variant: Variant) -> float:
-    """Untimed steps (first touch of every buffer, optimizer state); the last one's seconds size the run."""
+    """Untimed steps (first touch of every buffer, optimizer state); the last one's seconds size the
+    run."""
     for _ in range(WARMUP_STEPS):
         started = time.perf_counter()
         variant.step()
@@ -199,7 +206,8 @@ def warm_up(variant: Variant) -> float:
 def measure(
     config: Config, budget_s: float, min_periods: int, max_rounds: int
 ) -> dict[str, Variant]:
-    """Rounds of CHUNK steps per variant: as many as fit ``budget_s``, at least ``min_periods`` update periods."""
+    """Rounds of CHUNK steps per variant: as many as fit ``budget_s``, at least ``min_periods``
+    update periods."""
     generator = torch.Generator().manual_seed(0)
     inputs = torch.randn(config.batch, *config.input_shape, generator=generator)
     labels = torch.randint(0, config.classes, (config.batch,), generator=generator)
@@ -242,8 +250,9 @@ def result_record(config: Config, variants: dict[str, Variant], interval: int, w
 
 def print_table(records: list[dict]) -> None:
     print(
-        f"| model | density | batch | dense ms | masked ms | sparse ms | dense/masked | dense/sparse "
-        f"| sparse: dense-dW steps | sparse: {PLAIN} / {WINDOW} / {UPDATE} / {AFTER} ms |"
+        "| model | density | batch | dense ms | masked ms | sparse ms | dense/masked | "
+        f"dense/sparse | sparse: dense-dW steps | sparse: {PLAIN} / {WINDOW} / {UPDATE} / {AFTER} "
+        "ms |"
     )
     print("|---" * 10 + "|")
     for record in records:
@@ -253,14 +262,16 @@ def print_table(records: list[dict]) -> None:
             for label in (PLAIN, WINDOW, UPDATE, AFTER)
         )
         print(
-            f"| {record['model']} | {record['density']:.0%} | {record['batch']} | {per_step['dense']:.2f} "
-            f"| {per_step['masked']:.2f} | {per_step['sparse']:.2f} | {record['dense_over_masked']:.2f}x "
-            f"| {record['dense_over_sparse']:.2f}x | {record['sparse_dense_dw_share']:.1%} | {phase_text} |"
+            f"| {record['model']} | {record['density']:.0%} | {record['batch']} | "
+            f"{per_step['dense']:.2f} | {per_step['masked']:.2f} | {per_step['sparse']:.2f} | "
+            f"{record['dense_over_masked']:.2f}x | {record['dense_over_sparse']:.2f}x | "
+            f"{record['sparse_dense_dw_share']:.1%} | {phase_text} |"
         )
 
 
 def print_dense_layers(records: list[dict]) -> None:
-    """Which masked layers the sparse backend left on the dense path, and its reason, once per model."""
+    """Which masked layers the sparse backend left on the dense path, and its reason, once per
+    model."""
     seen = set()
     for record in records:
         if record["model"] in seen or not record["dense_in_sparse_backend"]:
@@ -272,12 +283,14 @@ def print_dense_layers(records: list[dict]) -> None:
         for reason, names in by_reason.items():
             verb = "stays" if len(names) == 1 else "stay"
             print(
-                f"- {record['model']}: {', '.join(names)} {verb} dense in the sparse backend ({reason})."
+                f"- {record['model']}: {', '.join(names)} {verb} dense in the sparse backend "
+                f"({reason})."
             )
         if not record["sparse_layers"]:
             print(
-                f"- {record['model']}: no layer runs sparse kernels, so 'sparse' is the masked mode with "
-                "sparse-backend bookkeeping; expect ~1x against masked and < 1x against dense."
+                f"- {record['model']}: no layer runs sparse kernels, so 'sparse' is the masked "
+                "mode with sparse-backend bookkeeping; expect ~1x against masked and < 1x against "
+                "dense."
             )
 
 
@@ -300,14 +313,16 @@ def main() -> None:
     torch.set_num_threads(arguments.threads)
     if not 1 <= arguments.window <= arguments.interval - 2:
         parser.error(
-            "--window must be between 1 and --interval - 2: an interval has its update step and the step after it"
+            "--window must be between 1 and --interval - 2: an interval has its update step and "
+            "the step after it"
         )
     budget_s, min_periods, max_rounds = (3.0, 1, 20) if arguments.quick else (15.0, 2, 100)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_name()}, load average "
-        f"{os.getloadavg()[0]:.1f}; per-step ms over an update interval of {arguments.interval} steps with a "
-        f"{arguments.window}-step momentum window (measured with real updates every {PERIOD} steps); medians of "
-        f"each kind of step, dense / masked / sparse alternating in chunks of {CHUNK}\n",
+        f"{os.getloadavg()[0]:.1f}; per-step ms over an update interval of {arguments.interval} "
+        f"steps with a {arguments.window}-step momentum window (measured with real updates every "
+        f"{PERIOD} steps); medians of each kind of step, dense / masked / sparse alternating in "
+        f"chunks of {CHUNK}\n",
         flush=True,
     )
     records = []
@@ -324,8 +339,9 @@ def main() -> None:
     print()
     print_dense_layers(records)
     print(
-        "- ratios are dense ms / variant ms: > 1 means faster than dense SGD. 'dense-dW steps': share of steps "
-        "in which the sparse backend computes the full weight gradient (momentum window incl. the update step)."
+        "- ratios are dense ms / variant ms: > 1 means faster than dense SGD. 'dense-dW steps': "
+        "share of steps in which the sparse backend computes the full weight gradient (momentum "
+        "window incl. the update step)."
     )
     if arguments.json:
         arguments.json.write_text(

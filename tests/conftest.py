@@ -32,7 +32,8 @@ def train_steps(
     out_features: int,
     seed: int = 0,
 ) -> None:
-    """A few optimizer steps on random regression data, through the sparsifier (``in_features``: a shape for images)."""
+    """A few optimizer steps on random regression data, through the sparsifier (``in_features``: a
+    shape for images)."""
     generator = torch.Generator().manual_seed(seed)
     input_shape = in_features if isinstance(in_features, tuple) else (in_features,)
     for _ in range(steps):

@@ -54,7 +54,8 @@ def apply_masks(model, masks):
 
 
 def dense_reference(inputs, weight, bias, grad_output):
-    """The masked dense path as the Sparsifier trains (zero weights, gradients not masked): output and all gradients."""
+    """The masked dense path as the Sparsifier trains (zero weights, gradients not masked): output
+    and all gradients."""
     inputs = inputs.detach().clone().requires_grad_()
     weight = weight.detach().clone().requires_grad_()
     bias = None if bias is None else bias.detach().clone().requires_grad_()
@@ -149,7 +150,8 @@ def test_weight_changed_between_forward_and_backward_is_caught():
 
 
 def test_activations_stay_feature_major_between_layers():
-    """The second layer reads X^T without a copy: the first one's output is a transposed contiguous tensor."""
+    """The second layer reads X^T without a copy: the first one's output is a transposed contiguous
+    tensor."""
     model = mlp(12, 9, 5)
     handle = sparsify_layers(model, weight_masks(model, 1.0))
     hidden = torch.relu(model[0](torch.randn(6, 12)))
@@ -369,7 +371,8 @@ def test_layouts_use_the_compiled_kernels_where_they_can(kernel_set):
 
 
 def test_default_density_limits_follow_the_layer_kind():
-    """Measured break-evens: CSR products stop winning near 20 %, the direct convolution near 50 %."""
+    """Measured break-evens: CSR products stop winning near 20 %, the direct convolution near 50
+    %."""
     model = nn.Sequential(nn.Conv2d(4, 4, 3), nn.Flatten(), nn.Linear(16, 4))
     generator = torch.Generator().manual_seed(0)
     masks = {

@@ -64,8 +64,9 @@ def test_products_and_sampled_gradient_match_dense_masked_arithmetic(
 def test_sgd_on_the_pattern_is_torchs_masked_sgd(
     momentum, dampening, nesterov, weight_decay, missing_momentum
 ):
-    """Sparse gradients: torch's step at the non-zeros, nothing else touched. Dense ones (the momentum
-    window): also every missing position's momentum, as torch's dense step gives it; weights stay masked."""
+    """Sparse gradients: torch's step at the non-zeros, nothing else touched. Dense ones (the
+    momentum window): also every missing position's momentum, as torch's dense step gives it;
+    weights stay masked."""
     generator = torch.Generator().manual_seed(3)
     mask = random_mask(30, 50, 0.2, generator)
     mask[4] = False  # an empty row
@@ -121,8 +122,9 @@ def test_without_a_compiler_the_fallback_is_used_and_said_once(monkeypatch, tmp_
     assert compiled.library.__wrapped__() is None
     message = capsys.readouterr().err.strip()
     assert message == (
-        "sparsemomentum: no C compiler found (install gcc, or set $CC, to get the compiled kernels); "
-        "the sparse backend uses torch's sparse operations instead (same results, slower)."
+        "sparsemomentum: no C compiler found (install gcc, or set $CC, to get the compiled "
+        "kernels); the sparse backend uses torch's sparse operations instead (same results, "
+        "slower)."
     )
 
 

@@ -50,7 +50,10 @@ def test_real_fashion_mnist_loads(data_dir):
 def test_missing_file_offline_says_which_file_to_put_where(tmp_path):
     with pytest.raises(
         UserError,
-        match=r"mnist file train-images-idx3-ubyte.gz is missing from .*mnist; put the original file there",
+        match=(
+            r"mnist file train-images-idx3-ubyte.gz is missing from .*mnist; put the original "
+            r"file there"
+        ),
     ):
         load_dataset("mnist", tmp_path, download=False)
 

@@ -96,11 +96,14 @@ def test_archive_loads_with_the_paper_split_and_normalisation(archive):
     layout = cifar._LAYOUTS[name]
     mean, std = torch.tensor(layout.mean).view(3, 1, 1), torch.tensor(layout.std).view(3, 1, 1)
     pixels = torch.cat([splits.train.inputs, splits.validation.inputs]) * std + mean
-    # Rows are three channel planes, each 32 rows of 32 pixels: the round trip checks the layout too.
+    # Rows are three channel planes, each 32 rows of 32 pixels: the round trip checks the
+    # layout too.
     assert torch.equal(
         (pixels * 255).round().to(torch.uint8), torch.from_numpy(train_data.reshape(-1, 3, 32, 32))
     )
-    test_data, test_labels = next((d, l) for m, (d, l) in contents.items() if "test" in m)
+    test_data, test_labels = next(
+        (data, labels) for member, (data, labels) in contents.items() if "test" in member
+    )
     assert splits.test.labels.tolist() == test_labels
     assert torch.allclose(
         splits.test.inputs,
@@ -128,7 +131,10 @@ def test_only_shuffled_training_batches_are_augmented(archive):
 def test_missing_archive_offline_says_where_to_put_it(tmp_path):
     with pytest.raises(
         UserError,
-        match=r"cifar10 file cifar-10-python.tar.gz is missing from .*cifar10; put the original file there \(from https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz\)",
+        match=(
+            r"cifar10 file cifar-10-python.tar.gz is missing from .*cifar10; put the original "
+            r"file there \(from https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz\)"
+        ),
     ):
         load_dataset("cifar10", tmp_path, download=False)
 
@@ -140,7 +146,10 @@ def test_archive_with_the_wrong_md5_is_refused(tmp_path):
     )
     with pytest.raises(
         UserError,
-        match="cifar-100-python.tar.gz is corrupt or truncated .*expected eb9058c3a382ffc7106e4002c42a8d85.*delete it",
+        match=(
+            "cifar-100-python.tar.gz is corrupt or truncated .*expected "
+            "eb9058c3a382ffc7106e4002c42a8d85.*delete it"
+        ),
     ):
         load_dataset("cifar100", tmp_path, download=False)
 
@@ -178,7 +187,8 @@ def damaged(kind: str) -> dict[str, bytes]:
     [
         (
             "missing member",
-            r"lacks cifar-10-batches-py/data_batch_3; delete it and download the original archive again",
+            r"lacks cifar-10-batches-py/data_batch_3; delete it and download the original archive "
+            r"again",
         ),
         (
             "bad pickle",

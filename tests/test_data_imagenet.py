@@ -33,7 +33,8 @@ def write_jpeg(path, array: np.ndarray) -> None:
 
 @pytest.fixture
 def root(tmp_path):
-    """Three classes; two RGB training images and one greyscale validation image each, plus a stray text file."""
+    """Three classes; two RGB training images and one greyscale validation image each, plus a stray
+    text file."""
     rng = np.random.default_rng(0)
     folder = tmp_path / "imagenet"
     for label, name in enumerate(CLASSES):
@@ -149,7 +150,10 @@ def test_random_resized_boxes_stay_inside_and_respect_scale_and_ratio():
 def test_missing_folder_says_where_to_put_the_class_folders(tmp_path):
     with pytest.raises(
         UserError,
-        match=r"ImageNet folder .*imagenet/train is missing or holds no class folders; put one folder per class",
+        match=(
+            r"ImageNet folder .*imagenet/train is missing or holds no class folders; put one "
+            r"folder per class"
+        ),
     ):
         load_dataset("imagenet", tmp_path, download=False)
 

@@ -1,4 +1,5 @@
-"""The paper's comparison models: published sizes, output shapes, and that the sparsifier finds their layers."""
+"""The paper's comparison models: published sizes, output shapes, and that the sparsifier finds
+their layers."""
 
 import pytest
 import torch
@@ -25,7 +26,8 @@ def parameter_count(model: nn.Module) -> int:
 
 
 def conv_linear_count(model: nn.Module) -> int:
-    """Weights and biases of the Conv/Linear layers only: what SNIP's TensorFlow models count (no BatchNorm)."""
+    """Weights and biases of the Conv/Linear layers only: what SNIP's TensorFlow models count (no
+    BatchNorm)."""
     return sum(
         p.numel() for m in model.modules() if isinstance(m, SPARSE_TYPES) for p in m.parameters()
     )
@@ -98,7 +100,8 @@ def test_resnet50_has_torchvisions_exact_size_and_names(resnet50):
     assert resnet50.layer2[0].conv2.stride == (2, 2)  # v1.5: stride on the 3x3
 
 
-# Both class counts for the cheap models; one each for the big ones (about 1 s a forward on 2 cores).
+# Both class counts for the cheap models; one each for the big ones (about 1 s a forward on 2
+# cores).
 @pytest.mark.parametrize(
     "name, num_classes",
     [

@@ -53,7 +53,8 @@ def test_grow_on_large_layers_is_exact_whichever_path_it_takes(
     shape = (300, 400)
     mask = torch.rand(shape, generator=generator) < density
     scores = torch.rand(shape, generator=generator)
-    if ties:  # many equal scores (zero momentum of never-touched weights): ties only at the boundary matter
+    # many equal scores (zero momentum of never-touched weights): ties only at the boundary matter
+    if ties:
         scores = torch.where(
             torch.rand(shape, generator=generator) < 0.5, torch.zeros(shape), scores
         )

@@ -1,4 +1,5 @@
-"""The direct sparse convolution computes what F.conv2d computes with the masked weight: output, dX, db and dW."""
+"""The direct sparse convolution computes what F.conv2d computes with the masked weight: output, dX,
+db and dW."""
 
 import warnings
 
@@ -213,7 +214,8 @@ def test_other_dtypes_take_the_fallback_with_the_same_results():
 
 
 def test_a_layout_keeps_the_mask_it_was_built_for():
-    """Masks are updated in place; a layout (pattern and fallback alike) is one mask until rebuilt."""
+    """Masks are updated in place; a layout (pattern and fallback alike) is one mask until
+    rebuilt."""
     weight = torch.randn(3, 2, 3, 3)
     mask = torch.rand(weight.shape) < 0.5
     inputs = torch.randn(2, 2, 6, 6)

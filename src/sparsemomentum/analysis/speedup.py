@@ -12,9 +12,9 @@ each convolution and scaled it (docs "Speed-up claims and how they were obtained
 Both assume that the work left runs at the dense layer's speed. Unstructured sparse work
 does not on a CPU (docs/cpu-sparse-kernels.md: CSR reaches about a sixth of dense GFLOP/s),
 so this module reports them beside the plain FLOP ratio 1 / density and leaves it to
-measured kernels (benchmarks/training_step.py) to say what is real. The paper counted conv layers and the
-forward pass only; the totals here come once over conv layers (the paper's number) and
-once over every Conv and Linear layer, still forward only.
+measured kernels (benchmarks/training_step.py) to say what is real. The paper counted conv layers
+and the forward pass only; the totals here come once over conv layers (the paper's number) and once
+over every Conv and Linear layer, still forward only.
 """
 
 from __future__ import annotations
@@ -35,12 +35,14 @@ LAYER_TYPES = DEFAULT_SPARSE_TYPES
 
 
 def _ratio(dense: float, estimated: float) -> float:
-    """dense / estimated; a layer estimated at zero cost (all weights pruned) is infinitely faster."""
+    """dense / estimated; a layer estimated at zero cost (all weights pruned) is infinitely
+    faster."""
     return dense / estimated if estimated else float("inf")
 
 
 class _SpeedUps:
-    """Speed-ups shared by one layer and a sum of layers: dense cost / estimated cost (> 1: faster)."""
+    """Speed-ups shared by one layer and a sum of layers: dense cost / estimated cost (> 1:
+    faster)."""
 
     dense_flops: float
     sparse_flops: float
@@ -50,7 +52,8 @@ class _SpeedUps:
 
     @property
     def flop_speedup(self) -> float:
-        """The FLOP ratio, 1 / weight density for one layer: what ideal sparse kernels would give."""
+        """The FLOP ratio, 1 / weight density for one layer: what ideal sparse kernels would
+        give."""
         return _ratio(self.dense_flops, self.sparse_flops)
 
     @property
@@ -60,7 +63,8 @@ class _SpeedUps:
 
     @property
     def channel_skip_speedup(self) -> float:
-        """The paper's "channel skipping": a dense kernel that leaves out empty channels and feature maps."""
+        """The paper's "channel skipping": a dense kernel that leaves out empty channels and feature
+        maps."""
         return _ratio(self.dense_ms, self.channel_skip_ms)
 
 
@@ -124,7 +128,8 @@ class TotalEstimate(_SpeedUps):
 
 @dataclass(frozen=True)
 class SpeedupEstimate:
-    """Per-layer estimates in forward order, and totals over conv layers (the paper's) and all layers."""
+    """Per-layer estimates in forward order, and totals over conv layers (the paper's) and all
+    layers."""
 
     layers: list[LayerEstimate]
     totals: list[TotalEstimate]
@@ -132,21 +137,23 @@ class SpeedupEstimate:
     def format_table(self) -> str:
         """A markdown table: one row per layer, then one per total (densities left blank there)."""
         header = (
-            "| layer | weight | MFLOP | dense ms | weight density | input density | in ch. | out ch. "
-            "| FLOP x | sparse conv x | channel skip x |"
+            "| layer | weight | MFLOP | dense ms | weight density | input density | in ch. | out "
+            "ch. | FLOP x | sparse conv x | channel skip x |"
         )
         lines = [header, "|" + "---|" * (header.count("|") - 1)]
         for layer in self.layers:
             shape = "x".join(map(str, layer.weight_shape))
             lines.append(
-                f"| {layer.name} | {layer.kind} {shape} | {layer.dense_flops / 1e6:.1f} | {layer.dense_ms:.3f} "
-                f"| {layer.weight_density:.1%} | {layer.input_density:.1%} | {layer.input_channels:.1%} "
-                f"| {layer.output_channels:.1%} | {_speedup_text(layer)} |"
+                f"| {layer.name} | {layer.kind} {shape} | {layer.dense_flops / 1e6:.1f} | "
+                f"{layer.dense_ms:.3f} | {layer.weight_density:.1%} | {layer.input_density:.1%} | "
+                f"{layer.input_channels:.1%} | {layer.output_channels:.1%} | "
+                f"{_speedup_text(layer)} |"
             )
         for total in self.totals:
             lines.append(
-                f"| **total, {total.scope}** | {total.layers} layers | {total.dense_flops / 1e6:.1f} "
-                f"| {total.dense_ms:.3f} | | | | | {_speedup_text(total)} |"
+                f"| **total, {total.scope}** | {total.layers} layers | "
+                f"{total.dense_flops / 1e6:.1f} | {total.dense_ms:.3f} | | | | | "
+                f"{_speedup_text(total)} |"
             )
         return "\n".join(lines)
 
@@ -185,13 +192,14 @@ def _non_empty_fractions(mask: torch.Tensor, groups: int) -> tuple[float, float]
 def _masks_per_layer(
     layers: Mapping[str, nn.Module], masks: Mapping[str, torch.Tensor]
 ) -> dict[str, torch.Tensor]:
-    """Each layer's mask as booleans beside its weight; all ones (dense) for a layer without a mask."""
+    """Each layer's mask as booleans beside its weight; all ones (dense) for a layer without a
+    mask."""
     layer_of = {f"{name}.weight" if name else "weight": name for name in layers}
     unknown = sorted(set(masks) - set(layer_of))
     if unknown:
         raise UserError(
-            f"the mask {unknown[0]!r} names no Conv or Linear weight of this model; pass the masks of this model "
-            "(Sparsifier.masks)."
+            f"the mask {unknown[0]!r} names no Conv or Linear weight of this model; pass the masks "
+            "of this model (Sparsifier.masks)."
         )
     per_layer = {}
     for weight_name, name in layer_of.items():
@@ -199,8 +207,8 @@ def _masks_per_layer(
         mask = masks.get(weight_name, torch.ones_like(weight, dtype=torch.bool))
         if tuple(mask.shape) != tuple(weight.shape):
             raise UserError(
-                f"the mask {weight_name!r} has shape {tuple(mask.shape)} but the weight has {tuple(weight.shape)}; "
-                "pass the masks of this model."
+                f"the mask {weight_name!r} has shape {tuple(mask.shape)} but the weight has "
+                f"{tuple(weight.shape)}; pass the masks of this model."
             )
         per_layer[name] = mask.to(device=weight.device, dtype=torch.bool)
     return per_layer
@@ -247,7 +255,8 @@ def estimate_speedup(
             handle.remove()
     if not recorded:
         raise UserError(
-            "the batch reached no Conv or Linear layer of the model, so there is nothing to estimate."
+            "the batch reached no Conv or Linear layer of the model, so there is nothing to "
+            "estimate."
         )
 
     estimates = []

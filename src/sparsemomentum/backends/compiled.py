@@ -1,4 +1,5 @@
-"""The compiled sparse kernels (``csrc/*.c``): built once on first use, cached, called through ctypes.
+"""The compiled sparse kernels (``csrc/*.c``): built once on first use, cached, called through
+ctypes.
 
 Why compiled code at all: with torch's CSR operations the values of a layer must be gathered
 from the dense weight into a CSR copy before each product, and the SDDMM's dW and the
@@ -39,7 +40,8 @@ SOURCE_DIR = Path(__file__).with_name("csrc")
 
 
 def _sources() -> list[Path]:
-    """Every C file of the library, sorted so that the build command and the cache key are stable."""
+    """Every C file of the library, sorted so that the build command and the cache key are
+    stable."""
     return sorted(SOURCE_DIR.glob("*.c"))
 
 
@@ -88,7 +90,8 @@ _SIGNATURES = {
 
 
 def _cpu_identity() -> str:
-    """What -march=native depends on: a cache shared between machines must not hand one CPU another's build."""
+    """What -march=native depends on: a cache shared between machines must not hand one CPU
+    another's build."""
     try:
         info = Path("/proc/cpuinfo").read_text()
         lines = [line for line in info.splitlines() if line.startswith(("model name", "flags"))][:2]
@@ -124,7 +127,8 @@ def _unavailable(reason: str) -> None:
 
 @lru_cache(maxsize=1)
 def library() -> ctypes.CDLL | None:
-    """The loaded kernel library, building it on first use; None where it cannot be had (see the module doc)."""
+    """The loaded kernel library, building it on first use; None where it cannot be had (see the
+    module doc)."""
     if os.environ.get("SPARSEMOMENTUM_KERNELS", "").lower() == "torch":
         return None
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
@@ -151,7 +155,8 @@ def library() -> ctypes.CDLL | None:
         except (OSError, subprocess.CalledProcessError) as error:
             detail = getattr(error, "stderr", None) or str(error)
             _unavailable(
-                f"building the compiled kernels with {compiler} failed ({detail.strip().splitlines()[-1]})"
+                f"building the compiled kernels with {compiler} failed "
+                f"({detail.strip().splitlines()[-1]})"
             )
             return None
     lib = ctypes.CDLL(str(target))
@@ -163,7 +168,8 @@ def library() -> ctypes.CDLL | None:
 
 
 def usable(*tensors: torch.Tensor | None) -> bool:
-    """Whether the compiled kernels can take these tensors (float32 on the CPU) and are available."""
+    """Whether the compiled kernels can take these tensors (float32 on the CPU) and are
+    available."""
     return (
         all(t is None or (t.dtype == torch.float32 and t.device.type == "cpu") for t in tensors)
         and library() is not None
@@ -187,7 +193,8 @@ def spmm(
     value_index: torch.Tensor | None = None,
     values_out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """out[r] = bias[r] + sum of W(r, c) x[c] over the pattern; x [columns, batch] and out [rows, batch], rows contiguous.
+    """out[r] = bias[r] + sum of W(r, c) x[c] over the pattern; x [columns, batch] and
+    out [rows, batch], rows contiguous.
 
     W(r, c) comes from the dense ``weight`` through the strides, or from ``values[value_index[k]]``
     for the k-th entry; ``values_out`` receives the values read, in pattern order.
@@ -223,7 +230,8 @@ def sddmm(
     row_stride: int,
     column_stride: int,
 ) -> None:
-    """grad(r, c) = dy[r] . x[c] at the pattern's positions of the dense ``grad`` (others untouched)."""
+    """grad(r, c) = dy[r] . x[c] at the pattern's positions of the dense ``grad`` (others
+    untouched)."""
     rows, batch = dy.shape
     library().sm_sddmm(
         rows,
@@ -255,7 +263,8 @@ def sgd(
     first_step: bool,
     missing_momentum: bool = False,
 ) -> None:
-    """torch's SGD update of a contiguous weight [rows, ...] at the pattern's positions (columns index a row's elements), in place.
+    """torch's SGD update of a contiguous weight [rows, ...] at the pattern's positions (columns
+    index a row's elements), in place.
 
     ``missing_momentum``: ``grad`` is dense, and the momentum of every other position steps too.
     """
@@ -287,7 +296,8 @@ def conv2d_forward(
     bias: torch.Tensor | None,
     out: torch.Tensor,
 ) -> torch.Tensor:
-    """out = conv2d(input, weight at the pattern, bias); all contiguous, ``geometry`` from ``SparseConvLayout.geometry``."""
+    """out = conv2d(input, weight at the pattern, bias); all contiguous, ``geometry`` from
+    ``SparseConvLayout.geometry``."""
     library().sm_conv2d_forward(
         geometry.data_ptr(),
         offsets.data_ptr(),
@@ -313,8 +323,9 @@ def conv2d_backward(
     grad_input: torch.Tensor | None,
     grad_weight: torch.Tensor | None,
 ) -> None:
-    """The convolution's input gradient into ``grad_input`` and/or its weight gradient at the pattern's
-    positions of the dense ``grad_weight`` (others untouched), in one pass; None skips one."""
+    """The convolution's input gradient into ``grad_input`` and/or its weight gradient at the
+    pattern's positions of the dense ``grad_weight`` (others untouched), in one pass; None skips
+    one."""
     library().sm_conv2d_backward(
         geometry.data_ptr(),
         offsets.data_ptr(),

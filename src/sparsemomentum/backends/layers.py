@@ -33,12 +33,21 @@ def _kernel_kind(module: nn.Module) -> str | None:
         return None
     if type(module) is nn.Conv2d:
         if module.groups != 1:
-            return f"grouped convolution (groups={module.groups}): the sparse convolution kernel handles groups=1 only"
+            return (
+                f"grouped convolution (groups={module.groups}): the sparse convolution kernel "
+                "handles groups=1 only"
+            )
         if module.padding_mode != "zeros":
-            return f"padding_mode={module.padding_mode!r}: the sparse convolution kernel pads with zeros only"
+            return (
+                f"padding_mode={module.padding_mode!r}: the sparse convolution kernel pads with "
+                "zeros only"
+            )
         return None
     if isinstance(module, (nn.Linear, nn.Conv2d)):
-        return f"subclass of nn.{type(module).__mro__[1].__name__}: it may redefine forward(), so only the plain class is switched"
+        return (
+            f"subclass of nn.{type(module).__mro__[1].__name__}: it may redefine forward(), so "
+            "only the plain class is switched"
+        )
     return f"{type(module).__name__}: no sparse kernel for this module type"
 
 
@@ -102,7 +111,10 @@ class SparseLayersHandle:
         # A convolution applies each weight at every output position, which amortises the per-call
         # costs that make tiny Linear layers lose; the size rule is for Linear layers only.
         if isinstance(module, nn.Linear) and mask.numel() < self.min_weights:
-            return f"{mask.numel():,} weights: fixed per-call costs outweigh the saving below {self.min_weights:,}"
+            return (
+                f"{mask.numel():,} weights: fixed per-call costs outweigh the saving below "
+                f"{self.min_weights:,}"
+            )
         density = int(torch.count_nonzero(mask)) / mask.numel()
         limit = (
             self.max_density if self.max_density is not None else DEFAULT_MAX_DENSITY[type(module)]
@@ -158,13 +170,15 @@ def sparsify_layers(
     max_density: float | None = 1.0,
     min_weights: int = 0,
 ) -> SparseLayersHandle:
-    """Run every masked plain ``nn.Linear`` and ``nn.Conv2d`` (groups=1, zero padding) of ``model`` on sparse kernels.
+    """Run every masked plain ``nn.Linear`` and ``nn.Conv2d`` (groups=1, zero padding) of ``model``
+    on sparse kernels.
 
     ``masks`` maps parameter names (``"fc1.weight"``, as ``Sparsifier.masks``) to boolean
     masks. Other masked modules stay dense, and so do Linear layers with fewer than
     ``min_weights`` weights and any layer with a density above ``max_density`` (None: the
-    measured break-even of its kind, :data:`DEFAULT_MAX_DENSITY`; re-decided at every rebuild); ``handle.dense`` says why. Call ``handle.rebuild(sparsifier.masks)``
-    after every mask update, and after moving the model to another device or dtype.
+    measured break-even of its kind, :data:`DEFAULT_MAX_DENSITY`; re-decided at every rebuild);
+    ``handle.dense`` says why. Call ``handle.rebuild(sparsifier.masks)`` after every mask update,
+    and after moving the model to another device or dtype.
     """
     modules = dict(model.named_modules())
     forwards: dict[str, _SparseForward] = {}
@@ -178,7 +192,8 @@ def sparsify_layers(
             or not isinstance(getattr(module, "weight", None), nn.Parameter)
         ):
             raise UserError(
-                f"the mask {name!r} names no module weight of this model; pass the masks of this model."
+                f"the mask {name!r} names no module weight of this model; pass the masks of this "
+                "model."
             )
         reason = _kernel_kind(module)
         if reason is not None:
@@ -186,7 +201,8 @@ def sparsify_layers(
             continue
         if "forward" in module.__dict__:
             raise UserError(
-                f"{module_name or 'the model'} already has its own forward; remove the earlier handle first."
+                f"{module_name or 'the model'} already has its own forward; remove the earlier "
+                "handle first."
             )
         forwards[name] = _SparseForward(module, dense_weight_gradient)
     handle = SparseLayersHandle(forwards, dense, max_density, min_weights)

@@ -66,7 +66,8 @@ def _pair(value: Pair, name: str) -> tuple[int, int]:
 
 
 class SparseConvLayout:
-    """The CSR pattern of one masked conv weight [out, in, kh, kw], its transposed pattern, and the geometry.
+    """The CSR pattern of one masked conv weight [out, in, kh, kw], its transposed pattern, and the
+    geometry.
 
     Build one per mask (a nonzero scan of the mask and a sort of its non-zeros). The values
     stay in the dense weight. ``stride``, ``padding`` and ``dilation`` are those of the
@@ -83,8 +84,9 @@ class SparseConvLayout:
     ) -> None:
         if weight.dim() != 4 or tuple(mask.shape) != tuple(weight.shape):
             raise UserError(
-                f"a sparse convolution layout needs a 4-D weight and a mask of its shape, got weight "
-                f"{tuple(weight.shape)} and mask {tuple(mask.shape)}; pass the Sparsifier's masks of this model."
+                "a sparse convolution layout needs a 4-D weight and a mask of its shape, got "
+                f"weight {tuple(weight.shape)} and mask {tuple(mask.shape)}; pass the Sparsifier's "
+                "masks of this model."
             )
         self.out_channels, self.in_channels, self.kernel_h, self.kernel_w = weight.shape
         self.stride = _pair(stride, "stride")
@@ -107,7 +109,8 @@ class SparseConvLayout:
         self.compiled = compiled.usable(
             weight
         )  # whether the values-only SGD step may use the compiled kernel
-        # Transposed pattern: rows (c, phase) = c * sh*sw + phase, entries o * taps + tap, in row order.
+        # Transposed pattern: rows (c, phase) = c * sh*sw + phase, entries o * taps + tap, in row
+        # order.
         channel, tap = cols // taps, cols % taps
         (sh, sw), (dh, dw) = self.stride, self.dilation
         phase = ((tap // self.kernel_w) * dh % sh) * sw + (tap % self.kernel_w) * dw % sw
@@ -122,7 +125,8 @@ class SparseConvLayout:
         if self.padding == "same":
             if self.stride != (1, 1):
                 raise UserError(
-                    "padding='same' needs stride 1 (as in torch); give the padding as numbers instead."
+                    "padding='same' needs stride 1 (as in torch); give the padding as numbers "
+                    "instead."
                 )
             total_h = self.dilation[0] * (self.kernel_h - 1)
             total_w = self.dilation[1] * (self.kernel_w - 1)
@@ -146,7 +150,8 @@ class SparseConvLayout:
         return out_h, out_w
 
     def geometry(self, input_shape: torch.Size) -> torch.Tensor:
-        """The kernels' int64 geometry: N, C, H, W, O, kh, kw, sh, sw, pad top, pad left, dh, dw, out_h, out_w."""
+        """The kernels' int64 geometry: N, C, H, W, O, kh, kw, sh, sw, pad top, pad left, dh, dw,
+        out_h, out_w."""
         batch, channels, height, width = input_shape
         out_h, out_w = self.output_size(height, width)
         top, _, left, _ = self.pads
@@ -176,8 +181,10 @@ class SparseConvLayout:
             bias is not None and tuple(bias.shape) != (self.out_channels,)
         ):
             raise UserError(
-                f"this layout was built for a weight of shape {shape} (and a bias of {self.out_channels}), got "
-                f"{tuple(weight.shape)}{'' if bias is None else f' and {tuple(bias.shape)}'}; rebuild the layout."
+                f"this layout was built for a weight of shape {shape} (and a bias of "
+                f"{self.out_channels}), got "
+                f"{tuple(weight.shape)}{'' if bias is None else f' and {tuple(bias.shape)}'}; "
+                "rebuild the layout."
             )
         if input.dim() != 4:
             raise UserError(
@@ -186,8 +193,8 @@ class SparseConvLayout:
             )
         if input.shape[1] != self.in_channels:
             raise UserError(
-                f"the input has {input.shape[1]} channels but the weight takes {self.in_channels}: grouped "
-                "convolutions (groups > 1) have no sparse kernel, keep such layers dense."
+                f"the input has {input.shape[1]} channels but the weight takes {self.in_channels}: "
+                "grouped convolutions (groups > 1) have no sparse kernel, keep such layers dense."
             )
         out_h, out_w = self.output_size(input.shape[2], input.shape[3])
         if out_h < 1 or out_w < 1:
@@ -214,7 +221,8 @@ class SparseConvLayout:
 
 
 class SparseConv2dFunction(torch.autograd.Function):
-    """``F.conv2d(input, weight * mask, bias, ...)`` through the compiled kernels; float32 CPU, contiguous NCHW.
+    """``F.conv2d(input, weight * mask, bias, ...)`` through the compiled kernels; float32 CPU,
+    contiguous NCHW.
 
     The dense weight is an input so that its gradient goes through autograd, and it is
     saved so that autograd's version check catches a weight changed between forward and
@@ -289,7 +297,8 @@ def masked_conv2d(
     layout: SparseConvLayout,
     dense_weight_gradient: bool = False,
 ) -> torch.Tensor:
-    """``F.conv2d(input, weight * mask, bias, stride, padding, dilation)`` with the layout's mask and geometry.
+    """``F.conv2d(input, weight * mask, bias, stride, padding, dilation)`` with the layout's mask
+    and geometry.
 
     ``input`` is [batch, in, h, w] (or unbatched [in, h, w]). The weight's gradient is zero
     outside the mask unless ``dense_weight_gradient`` (then the full dense gradient).
@@ -313,7 +322,8 @@ def _fallback(
     layout: SparseConvLayout,
     dense_weight_gradient: bool,
 ) -> torch.Tensor:
-    """The same results through ``F.conv2d`` (correct, dense speed): no compiler, another dtype or device."""
+    """The same results through ``F.conv2d`` (correct, dense speed): no compiler, another dtype or
+    device."""
     mask = layout.mask.to(device=weight.device, dtype=weight.dtype)
     if dense_weight_gradient:
         # the value of weight * mask, but a gradient that passes to every weight

@@ -76,7 +76,8 @@ def _csr(
 
 
 class _TorchCSR:
-    """The fallback kernels' CSR copies of W and W^T (values gathered from the dense weight) and the SDDMM output."""
+    """The fallback kernels' CSR copies of W and W^T (values gathered from the dense weight) and the
+    SDDMM output."""
 
     def __init__(self, layout: SparseLinearLayout, weight: torch.Tensor) -> None:
         index_dtype = torch.int32 if layout.flat_index.numel() < 2**31 else torch.int64
@@ -103,7 +104,8 @@ class _TorchCSR:
 
 
 class SparseLinearLayout:
-    """The CSR pattern of one masked [out, in] weight, of its transpose, and the products through them.
+    """The CSR pattern of one masked [out, in] weight, of its transpose, and the products through
+    them.
 
     Build one per mask (cheap: a nonzero scan and a sort of the nnz). The values stay in the
     dense weight: the compiled kernels (``compiled.py``) read them there in place; where
@@ -115,7 +117,8 @@ class SparseLinearLayout:
         if weight.dim() != 2 or tuple(mask.shape) != tuple(weight.shape):
             raise UserError(
                 f"a sparse linear layout needs a 2-D weight and a mask of its shape, got weight "
-                f"{tuple(weight.shape)} and mask {tuple(mask.shape)}; pass the Sparsifier's masks of this model."
+                f"{tuple(weight.shape)} and mask {tuple(mask.shape)}; pass the Sparsifier's masks "
+                "of this model."
             )
         self.out_features, self.in_features = weight.shape
         mask = mask.to(device=weight.device, dtype=torch.bool)
@@ -124,7 +127,8 @@ class SparseLinearLayout:
         self.flat_index = rows * self.in_features + cols
         self.offsets = row_offsets(rows, self.out_features)
         self.columns = cols.to(torch.int32)
-        # W^T's k-th non-zero is W's transpose_permutation[k]: a stable sort by column keeps rows ascending.
+        # W^T's k-th non-zero is W's transpose_permutation[k]: a stable sort by column keeps rows
+        # ascending.
         self.transpose_permutation = torch.argsort(cols, stable=True)
         self.transposed_offsets = row_offsets(cols[self.transpose_permutation], self.in_features)
         self.transposed_columns = rows[self.transpose_permutation].to(torch.int32)
@@ -142,7 +146,8 @@ class SparseLinearLayout:
         self._gradient_dirty = False  # holds values outside the mask (after a dense dW)
 
     def __getstate__(self) -> dict[str, torch.Tensor]:
-        """CSR tensors cannot be deep-copied: a copied or pickled model keeps the mask and rebuilds."""
+        """CSR tensors cannot be deep-copied: a copied or pickled model keeps the mask and
+        rebuilds."""
         mask = torch.zeros(
             self.out_features * self.in_features, dtype=torch.bool, device=self.flat_index.device
         )
@@ -164,7 +169,8 @@ class SparseLinearLayout:
         return self.compiled and compiled.usable(*tensors)
 
     def _csr_for(self, weight: torch.Tensor) -> _TorchCSR:
-        """The fallback's CSRs, built on first need (a layout made for float32 that now sees another dtype)."""
+        """The fallback's CSRs, built on first need (a layout made for float32 that now sees another
+        dtype)."""
         if self._torch_csr is None or self._torch_csr.weight.dtype != weight.dtype:
             self._torch_csr = _TorchCSR(self, weight)
         return self._torch_csr
@@ -198,8 +204,9 @@ class SparseLinearLayout:
         """dX^T = W^T dY^T: ``grad_output_t`` [out, batch] contiguous -> [in, batch]."""
         if self._use_compiled(weight, grad_output_t):
             out = torch.empty(self.in_features, grad_output_t.shape[1], dtype=grad_output_t.dtype)
-            # The values this step's forward recorded: the weight cannot have changed since (autograd's
-            # version check), and reading W^T from the dense weight would jump a row length per entry.
+            # The values this step's forward recorded: the weight cannot have changed since
+            # (autograd's version check), and reading W^T from the dense weight would jump a row
+            # length per entry.
             return compiled.spmm(
                 self.transposed_offsets,
                 self.transposed_columns,
@@ -219,7 +226,8 @@ class SparseLinearLayout:
     def weight_gradient(
         self, grad_output_t: torch.Tensor, input_t: torch.Tensor, dense: bool
     ) -> torch.Tensor:
-        """dW = dY^T X as an [out, in] tensor: at the non-zeros only (zeros elsewhere) or, if ``dense``, in full.
+        """dW = dY^T X as an [out, in] tensor: at the non-zeros only (zeros elsewhere) or, if
+        ``dense``, in full.
 
         ``grad_output_t`` is dY^T [out, batch], ``input_t`` is X^T [in, batch], both contiguous.
         """
@@ -234,7 +242,8 @@ class SparseLinearLayout:
         elif self._gradient_dirty and not dense:
             buffer.zero_()
             self._gradient_dirty = False
-        # A new view each time: autograd adopts it as .grad without copying when nothing else holds it.
+        # A new view each time: autograd adopts it as .grad without copying when nothing else holds
+        # it.
         target = buffer.view(self.out_features, self.in_features)
         if dense:
             torch.mm(grad_output_t, input_t.t(), out=target)

@@ -62,7 +62,8 @@ class ValuesOnlySGD:
 
     @torch.no_grad()
     def step(self, dense_gradient: bool = False) -> None:
-        """torch's SGD for every other parameter; this class's O(nnz) update for the layers now on sparse kernels.
+        """torch's SGD for every other parameter; this class's O(nnz) update for the layers now on
+        sparse kernels.
 
         ``dense_gradient``: the gradients are dense (the momentum window), so the missing
         weights' momenta take their step too, exactly as torch's dense step would: one pass

@@ -22,11 +22,13 @@ def check_has_momentum(optimizer: torch.optim.Optimizer) -> None:
             return
         raise UserError(
             "momentum-based growth or redistribution needs SGD with momentum > 0; "
-            "set momentum (e.g. 0.9) or choose growth='random'/'gradient' and redistribution='magnitude'/'nonzero'/'none'."
+            "set momentum (e.g. 0.9) or choose growth='random'/'gradient' and "
+            "redistribution='magnitude'/'nonzero'/'none'."
         )
     raise UserError(
-        f"momentum-based growth or redistribution supports SGD, Adam and AdamW, not {type(optimizer).__name__}; "
-        "use one of those or choose growth='random'/'gradient' and redistribution='magnitude'/'nonzero'/'none'."
+        "momentum-based growth or redistribution supports SGD, Adam and AdamW, not "
+        f"{type(optimizer).__name__}; use one of those or choose growth='random'/'gradient' and "
+        "redistribution='magnitude'/'nonzero'/'none'."
     )
 
 

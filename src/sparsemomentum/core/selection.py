@@ -54,8 +54,8 @@ def _candidates_above_sampled_threshold(
     """Missing positions scoring above a threshold that at least ``count`` of them pass, or None.
 
     The threshold is the score that a strided sample of the missing positions puts at about
-    2x ``count`` positions from the top; whatever it is, the result is exact when at least ``count`` missing
-    positions score above it, since the k-th largest missing score then does too.
+    2x ``count`` positions from the top; whatever it is, the result is exact when at least ``count``
+    missing positions score above it, since the k-th largest missing score then does too.
     """
     numel = flat_scores.numel()
     missing = numel - int(torch.count_nonzero(flat_mask))

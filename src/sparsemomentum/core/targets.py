@@ -42,6 +42,7 @@ def sparse_parameters(
         types = ", ".join(t.__name__ for t in layer_types)
         raise UserError(
             f"the model has nothing to sparsify: no {types} weight matched "
-            f"(include={list(include)}, exclude={list(exclude)}); add such layers or loosen the patterns."
+            f"(include={list(include)}, exclude={list(exclude)}); add such layers or loosen the "
+            "patterns."
         )
     return chosen

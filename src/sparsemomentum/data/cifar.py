@@ -70,7 +70,8 @@ _LAYOUTS = {
 def read_archive(
     path: Path, members: tuple[str, ...], label_key: bytes
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(uint8 images (N, 3, 32, 32), int64 labels) of each pickled batch ``members`` in the archive."""
+    """(uint8 images (N, 3, 32, 32), int64 labels) of each pickled batch ``members`` in the
+    archive."""
     batches = {}
     try:
         with tarfile.open(path, "r:gz") as archive:
@@ -79,7 +80,8 @@ def read_archive(
                     batches[member.name] = pickle.load(
                         archive.extractfile(member), encoding="bytes"
                     )
-    # A damaged stream or pickle can fail in many ways; pickle documents several beyond UnpicklingError.
+    # A damaged stream or pickle can fail in many ways; pickle documents several beyond
+    # UnpicklingError.
     except (
         OSError,
         EOFError,
@@ -94,7 +96,8 @@ def read_archive(
         ValueError,
     ) as error:
         raise UserError(
-            f"{path} is not a readable CIFAR archive ({error}); delete it and download the original again."
+            f"{path} is not a readable CIFAR archive ({error}); delete it and download the "
+            "original again."
         ) from None
     missing = [name for name in members if name not in batches]
     if missing:
@@ -112,7 +115,8 @@ def _images_and_labels(
     """Each row of ``data`` is one image as three 32x32 channel planes (R, G, B), row-major."""
     if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
         raise UserError(
-            f"{name} in {path} is not a CIFAR batch (no data or {label_key.decode()}); replace the archive with the original."
+            f"{name} in {path} is not a CIFAR batch (no data or {label_key.decode()}); replace the "
+            "archive with the original."
         )
     data, labels = np.asarray(batch[b"data"]), np.asarray(batch[label_key], dtype=np.int64)
     if (
@@ -122,7 +126,8 @@ def _images_and_labels(
         or len(labels) != len(data)
     ):
         raise UserError(
-            f"{name} in {path} holds data of shape {data.shape} for {len(labels)} labels; replace the archive with the original."
+            f"{name} in {path} holds data of shape {data.shape} for {len(labels)} labels; replace "
+            "the archive with the original."
         )
     return data.reshape(-1, 3, 32, 32), labels
 

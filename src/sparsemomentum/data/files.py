@@ -21,7 +21,8 @@ DATA_DIR_VARIABLE = "SPARSEMOMENTUM_DATA"
 
 
 def data_root(data_dir: str | os.PathLike | None = None) -> Path:
-    """``data_dir`` if given, else ``$SPARSEMOMENTUM_DATA``, else ``~/.cache/sparsemomentum/data``."""
+    """``data_dir`` if given, else ``$SPARSEMOMENTUM_DATA``, else
+    ``~/.cache/sparsemomentum/data``."""
     if data_dir is not None:
         return Path(data_dir).expanduser()
     if os.environ.get(DATA_DIR_VARIABLE):
@@ -53,7 +54,8 @@ def verified_file(
         actual = md5_of(path)
     except OSError as error:
         raise UserError(
-            f"cannot read {path} ({error.strerror}); make it readable or point --data-dir elsewhere."
+            f"cannot read {path} ({error.strerror}); make it readable or point --data-dir "
+            "elsewhere."
         ) from None
     if actual != md5:
         raise UserError(
@@ -82,8 +84,8 @@ def _download(path: Path, md5: str, mirrors: Sequence[str], dataset: str) -> Non
             failures.append(f"{url}: {getattr(error, 'reason', None) or error.strerror or error}")
     raise UserError(
         f"{dataset} file {path.name} is missing from {path.parent} and could not be downloaded "
-        f"({'; '.join(failures)}); download it by hand from {mirrors[0]}{path.name} into {path.parent}, "
-        f"or point --data-dir / ${DATA_DIR_VARIABLE} at a folder that holds it."
+        f"({'; '.join(failures)}); download it by hand from {mirrors[0]}{path.name} into "
+        f"{path.parent}, or point --data-dir / ${DATA_DIR_VARIABLE} at a folder that holds it."
     )
 
 

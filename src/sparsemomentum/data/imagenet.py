@@ -53,20 +53,23 @@ def class_folders(folder: Path) -> list[str]:
     )
     if not classes:
         raise UserError(
-            f"ImageNet folder {folder} is missing or holds no class folders; put one folder per class "
-            f"with its images there, as {folder}/<class>/<image>.JPEG (the same for train and val)."
+            f"ImageNet folder {folder} is missing or holds no class folders; put one folder per "
+            f"class with its images there, as {folder}/<class>/<image>.JPEG (the same for train "
+            "and val)."
         )
     return classes
 
 
 def image_files(folder: Path, classes: Sequence[str]) -> list[tuple[str, int]]:
-    """(path, label) of every image in ``folder/<class>/``, labelled by the class's index in ``classes``."""
+    """(path, label) of every image in ``folder/<class>/``, labelled by the class's index in
+    ``classes``."""
     index = {name: label for label, name in enumerate(classes)}
     samples = []
     for name in class_folders(folder):
         if name not in index:
             raise UserError(
-                f"ImageNet class folder {folder / name} has no counterpart in the training folder; remove it or add it to train."
+                f"ImageNet class folder {folder / name} has no counterpart in the training folder; "
+                "remove it or add it to train."
             )
         files = sorted(
             entry.path
@@ -76,13 +79,15 @@ def image_files(folder: Path, classes: Sequence[str]) -> list[tuple[str, int]]:
         samples += [(path, index[name]) for path in files]
     if not samples:
         raise UserError(
-            f"ImageNet folder {folder} holds no .JPEG, .jpg or .png images in its class folders; put the images there."
+            f"ImageNet folder {folder} holds no .JPEG, .jpg or .png images in its class folders; "
+            "put the images there."
         )
     return samples
 
 
 def random_resized_box(width: int, height: int, rng: random.Random) -> tuple[int, int, int, int]:
-    """(left, top, right, bottom) of a random crop covering SCALE of the area with aspect ratio in RATIO.
+    """(left, top, right, bottom) of a random crop covering SCALE of the area with aspect ratio in
+    RATIO.
 
     Ten tries at a box that fits, then the largest centred box whose ratio is within RATIO.
     """
@@ -182,7 +187,8 @@ class ImageFolderSplit:
     def batches(
         self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None
     ) -> Iterator[Batch]:
-        """Normalised float batches (B, 3, CROP, CROP) and int64 labels; shuffled when ``shuffle``."""
+        """Normalised float batches (B, 3, CROP, CROP) and int64 labels; shuffled when
+        ``shuffle``."""
         count = len(self._images)
         if shuffle:
             order = torch.randperm(count, generator=generator).tolist()

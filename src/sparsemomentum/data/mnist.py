@@ -59,7 +59,8 @@ def read_idx(path: Path) -> np.ndarray:
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):
         raise UserError(
-            f"{path} holds {data.size} values but its header promises {int(np.prod(shape))}; replace it."
+            f"{path} holds {data.size} values but its header promises {int(np.prod(shape))}; "
+            "replace it."
         )
     return data.reshape(shape)
 

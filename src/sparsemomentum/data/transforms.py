@@ -48,7 +48,8 @@ def pad_crop_flip(padding: int = 4, mode: str = "reflect") -> BatchTransform:
         columns = (
             torch.where(flips[:, None], columns.flip(0), columns) + offsets[1, :, None]
         )  # (N, W)
-        # One gather over each flattened padded plane (several times faster than 4-d fancy indexing).
+        # One gather over each flattened padded plane (several times faster than 4-d fancy
+        # indexing).
         pixels = (rows[:, :, None] * padded.shape[-1] + columns[:, None, :]).view(
             count, 1, height * width
         )

@@ -18,7 +18,8 @@ _CONVS = ((96, 11, 2), (256, 5, 2), (384, 3, 1), (384, 3, 1), (256, 3, 1))
 
 
 class AlexNetCifar(nn.Module):
-    """AlexNet for 32x32 inputs; ``hidden`` is the width of the two hidden fully connected layers."""
+    """AlexNet for 32x32 inputs; ``hidden`` is the width of the two hidden fully connected
+    layers."""
 
     def __init__(self, hidden: int, num_classes: int = 10) -> None:
         super().__init__()

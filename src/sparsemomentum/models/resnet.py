@@ -68,7 +68,8 @@ class ResNet(nn.Module):
         self._initialise()
 
     def _initialise(self) -> None:
-        """torchvision's init: He-normal over fan-out for convolutions (BatchNorm and linear keep PyTorch's)."""
+        """torchvision's init: He-normal over fan-out for convolutions (BatchNorm and linear keep
+        PyTorch's)."""
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")

@@ -1,4 +1,5 @@
-"""The CIFAR VGG16s of SNIP (Lee et al. 2019), configurations C and D, as in the sparse-momentum reference code.
+"""The CIFAR VGG16s of SNIP (Lee et al. 2019), configurations C and D, as in the sparse-momentum
+reference code.
 
 Both keep VGG16's thirteen convolutions with BatchNorm, shrink the classifier to two hidden
 layers of 512 with BatchNorm in place of dropout, and size its input for 32x32 images.
@@ -20,7 +21,8 @@ _C = _D[:2] + tuple(stage[:2] + ((1, stage[2][1]),) for stage in _D[2:])
 
 
 class VGG16Cifar(nn.Module):
-    """VGG16 for 32x32 inputs; ``stages`` lists each stage's (kernel size, out channels) convolutions."""
+    """VGG16 for 32x32 inputs; ``stages`` lists each stage's (kernel size, out channels)
+    convolutions."""
 
     def __init__(
         self, stages: tuple[tuple[tuple[int, int], ...], ...], num_classes: int = 10

@@ -1,4 +1,5 @@
-"""Wide residual networks (Zagoruyko & Komodakis 2016), CIFAR version, as in the sparse-momentum reference code.
+"""Wide residual networks (Zagoruyko & Komodakis 2016), CIFAR version, as in the sparse-momentum
+reference code.
 
 WRN-d-k: a 3x3 stem of 16 channels, three stages of (d - 4) / 6 pre-activation basic
 blocks with 16k, 32k and 64k channels (strides 1, 2, 2), then BatchNorm, ReLU, global
@@ -52,7 +53,8 @@ class WideResNet(nn.Module):
         super().__init__()
         if depth < 10 or (depth - 4) % 6:
             raise UserError(
-                f"a wide ResNet's depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, ...); got {depth}."
+                "a wide ResNet's depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, ...); got "
+                f"{depth}."
             )
         blocks = (depth - 4) // 6
         widths = [16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
