@@ -1,7 +1,7 @@
 """The paper's speed-up *estimate* for a sparse model, layer by layer, next to the FLOP ratio.
 
 Dettmers & Zettlemoyer did not time sparse kernels: they timed the dense forward pass of
-each convolution and scaled it (docs "Speed-up claims and how they were obtained"):
+each convolution and scaled it (section "Speed-ups" of the paper):
 
 * sparse convolution: dense time x weight density x input-activation density, the work
   left when both zero weights and zero inputs are skipped;
@@ -10,11 +10,12 @@ each convolution and scaled it (docs "Speed-up claims and how they were obtained
   whose mask slice is all zero.
 
 Both assume that the work left runs at the dense layer's speed. Unstructured sparse work
-does not on a CPU (docs/cpu-sparse-kernels.md: CSR reaches about a sixth of dense GFLOP/s),
-so this module reports them beside the plain FLOP ratio 1 / density and leaves it to
-measured kernels (benchmarks/training_step.py) to say what is real. The paper counted conv layers
-and the forward pass only; the totals here come once over conv layers (the paper's number) and once
-over every Conv and Linear layer, still forward only.
+does not on a CPU (docs/speed.md: a sparse product reads one activation row per non-zero and
+runs far below dense GFLOP/s), so this module reports them beside the plain FLOP ratio
+1 / density and leaves it to measured kernels (benchmarks/training_step.py) to say what is
+real. The paper counted conv layers and the forward pass only; the totals here come once over
+conv layers (the paper's number) and once over every Conv and Linear layer, still forward
+only.
 """
 
 from __future__ import annotations
