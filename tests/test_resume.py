@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from sparsemomentum.cli import main
+from sparsemomentum.errors import UserError
 from sparsemomentum.runs import CHECKPOINT, load_checkpoint, save_checkpoint
 
 ARGUMENTS = [
@@ -110,12 +111,46 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     assert load_checkpoint(tmp_path)["epoch"] == 1
 
 
-def test_resume_without_checkpoint_or_run_folder_is_a_clear_error(tmp_path, capsys):
+def test_resume_without_checkpoint_or_run_folder_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    # No data anywhere: the checkpoint is looked for before any data is loaded.
+    monkeypatch.setenv("SPARSEMOMENTUM_DATA", str(tmp_path / "no-data"))
     assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2
     assert "is not a run folder (no config.json)" in capsys.readouterr().err
     (tmp_path / "config.json").write_text(json.dumps({"epochs": 1}))
     assert main(["train", "--resume", str(tmp_path)]) == 2
-    assert "holds no checkpoint to resume from" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        f"sparsemomentum: error: {tmp_path} has no checkpoint yet (the run stopped before its "
+        f"first one was written); start it again with --out {tmp_path} --overwrite.\n"
+    )
+
+
+def test_flipped_byte_in_the_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    weights = torch.arange(1000, dtype=torch.float32)
+    save_checkpoint(tmp_path, {"epoch": 1, "weights": weights})
+    save_checkpoint(tmp_path, {"epoch": 2, "weights": weights + 1})
+    data = bytearray((tmp_path / CHECKPOINT).read_bytes())
+    position = bytes(data).find((weights + 1)[500:502].numpy().tobytes())
+    data[position] ^= 0x01  # one bit of one weight: torch.load alone does not notice
+    (tmp_path / CHECKPOINT).write_bytes(bytes(data))
+    assert torch.load(tmp_path / CHECKPOINT, weights_only=True)["state"]["epoch"] == 2
+    assert load_checkpoint(tmp_path)["epoch"] == 1
+    (tmp_path / "checkpoint-previous.pt").write_bytes(bytes(data))
+    with pytest.raises(UserError, match="content does not match its digest"):
+        load_checkpoint(tmp_path)
+
+
+def test_resume_refuses_flags_it_would_ignore_and_leaves_a_finished_run_alone(
+    tmp_path, data_dir, capsys
+):
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--out", str(out), "--data-dir", str(data_dir)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--lr", "0.001", "--density", "0.3"]) == 2
+    assert "so --density, --lr cannot be given with it" in capsys.readouterr().err
+    summary = (out / "summary.json").read_bytes()
+    assert main(["train", "--resume", str(out), "--data-dir", str(data_dir)]) == 0
+    assert "has finished; nothing to resume, nothing changed" in capsys.readouterr().out
+    assert (out / "summary.json").read_bytes() == summary
 
 
 def test_checkpoint_whose_masks_do_not_fit_the_model_is_refused(tmp_path, data_dir, capsys):
@@ -127,6 +162,7 @@ def test_checkpoint_whose_masks_do_not_fit_the_model_is_refused(tmp_path, data_d
     config = json.loads((out / "config.json").read_text())
     config["epochs"] = 2
     (out / "config.json").write_text(json.dumps(config))
+    (out / "summary.json").unlink()  # as if it had stopped after epoch 1 of 2
     assert main(["train", "--resume", str(out), "--data-dir", str(data_dir)]) == 2
     assert "mask for 'fc1.weight' has shape (3, 3)" in capsys.readouterr().err
 

@@ -430,3 +430,28 @@ def test_state_dict_of_another_density_is_refused():
         sm.UserError, match="the checkpoint keeps 150 non-zeros but density 0.3 means 90"
     ):
         other.load_state_dict(sparsifier.state_dict())
+
+
+def test_a_damaged_or_foreign_state_is_refused_before_anything_changes():
+    model = mlp(30, 20, 10)
+    sparsifier = sm.SparseMomentum(model, sgd(model), density=0.2, total_steps=100, seed=1)
+    train_steps(sparsifier, model, 3, 30, 10)
+    state = sparsifier.state_dict()
+    masks_before, steps_before = {n: m.clone() for n, m in sparsifier.masks.items()}, 3
+    full = {**state, "masks": {n: torch.ones_like(m) for n, m in state["masks"].items()}}
+    with pytest.raises(
+        sm.UserError, match="masks hold 800 non-zeros where SparseMomentum keeps 160"
+    ):
+        sparsifier.load_state_dict(full)
+    floats = {**state, "masks": {n: m.float() for n, m in state["masks"].items()}}
+    with pytest.raises(sm.UserError, match="mask for '0.weight' is not a boolean tensor"):
+        sparsifier.load_state_dict(floats)
+    for method in (sm.DSR, sm.SNIP):
+        other = method(model, sgd(model), density=0.2, total_steps=100)
+        other_masks = {n: m.clone() for n, m in other.masks.items()}
+        with pytest.raises(sm.UserError, match="written by another method than"):
+            other.load_state_dict(state)
+        assert other.step_count == 0
+        assert all(torch.equal(other.masks[n], other_masks[n]) for n in other_masks)
+    assert sparsifier.step_count == steps_before
+    assert all(torch.equal(sparsifier.masks[n], masks_before[n]) for n in masks_before)

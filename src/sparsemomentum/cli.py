@@ -198,30 +198,54 @@ def _report(path: str, out: str | None, density: float | None) -> None:
     print(f"wrote {write_report(path, out, density)}")
 
 
+# What a resumed run may be given: where its data is and how it runs, not what it computes.
+RESUME_FLAGS = ("resume", "data_dir", "download", "threads", "device")
+
+
 def _parse(argv: Sequence[str] | None) -> dict:
     """Parse once to find a preset, then again with the preset as defaults: given flags win."""
     parser = build_parser()
     arguments = parser.parse_args(argv)
+    train_parser = parser._subparsers._group_actions[0].choices["train"]
     if getattr(arguments, "preset", None):
-        train_parser = parser._subparsers._group_actions[0].choices["train"]
         train_parser.set_defaults(**PRESETS[arguments.preset])
         arguments = parser.parse_args(argv)
     arguments = vars(arguments)
+    if arguments["command"] == "train" and arguments["resume"]:
+        _refuse_flags_on_resume(arguments, train_parser)
     arguments.pop("preset", None)
     return arguments
 
 
+def _refuse_flags_on_resume(arguments: dict, train_parser: argparse.ArgumentParser) -> None:
+    """--resume continues with the run's own config.json; a flag that would change it is
+    refused by name rather than ignored."""
+    changed = [
+        name
+        for name, value in arguments.items()
+        if name not in (*RESUME_FLAGS, "command") and value != train_parser.get_default(name)
+    ]
+    if changed:
+        flags = ", ".join("--" + name.replace("_", "-") for name in changed)
+        raise UserError(
+            f"--resume continues a run with the settings in its "
+            f"config.json, so {flags} cannot be given with it (only --data-dir, --download, "
+            "--threads and --device can); to change them, start a new run with another --out."
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = _parse(argv)
-    command = arguments.pop("command")
     try:
+        arguments = _parse(argv)
+        command = arguments.pop("command")
         if command == "train":
             from .train.loop import train
 
             summary = train(TrainConfig.from_settings(arguments))
             print(
-                f"test accuracy {summary['test_accuracy']:.2f} % (error {summary['test_error']:.2f} %), "
-                f"{summary['nonzero']} of target {summary['target_nonzero']} non-zeros, {summary['seconds']:.1f} s"
+                f"test accuracy {summary['test_accuracy']:.2f} % (error "
+                f"{summary['test_error']:.2f} %), {summary['nonzero']} of target "
+                f"{summary['target_nonzero']} non-zeros, {summary['seconds']:.1f} s"
             )
         elif command == "sweep":
             _sweep(**arguments)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -65,6 +66,9 @@ class GMP(Sparsifier):
         start, end = self.start_fraction * self.total_steps, self.end_fraction * self.total_steps
         progress = min(max((self.step_count - start) / max(end - start, 1.0), 0.0), 1.0)
         return self.density + (1.0 - self.density) * (1.0 - progress) ** 3
+
+    def allowed_nonzero_counts(self, method_state: dict[str, Any]) -> tuple[int, int]:
+        return self.target_nonzero_count(), self.sparse_size  # pruning from dense to the target
 
     def update_due(self) -> bool:
         """From ``start_fraction`` on, until the target is reached (by ``end_fraction``)."""

@@ -65,6 +65,10 @@ class SNIP(Sparsifier):
         """Only the first step: its dense gradient is what the scores are made of."""
         return not self.scored
 
+    def allowed_nonzero_counts(self, method_state: dict[str, Any]) -> tuple[int, int]:
+        count = self.target_nonzero_count() if method_state["scored"] else self.sparse_size
+        return count, count  # dense until the first gradient, then the target
+
     def method_state(self) -> dict[str, Any]:
         return {"scored": self.scored}
 

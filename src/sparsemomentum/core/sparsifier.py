@@ -250,29 +250,10 @@ class Sparsifier:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        masks = state.get("masks")
-        if not isinstance(masks, dict) or set(masks) != set(self.weights):
-            expected = ", ".join(self.weights)
-            raise UserError(
-                f"the checkpoint's masks do not match the model: expected masks for {expected}; "
-                "resume with the model and options the checkpoint was written with."
-            )
-        for name, mask in masks.items():
-            if tuple(mask.shape) != tuple(self.weights[name].shape):
-                raise UserError(
-                    f"the checkpoint's mask for {name!r} has shape {tuple(mask.shape)} but the "
-                    f"weight has {tuple(self.weights[name].shape)}; resume with the model the "
-                    "checkpoint was written with."
-                )
-        if int(state["target_nonzero_count"]) != self._target:
-            raise UserError(
-                f"the checkpoint keeps {int(state['target_nonzero_count'])} non-zeros but density "
-                f"{self.density} means {self._target}; resume with the density the checkpoint "
-                "was written with."
-            )
+        """Restore :meth:`state_dict`; everything is checked before anything changes."""
+        self._check_state(state)
         self.masks = {
-            name: masks[name].to(device=w.device, dtype=torch.bool)
-            for name, w in self.weights.items()
+            name: state["masks"][name].to(device=w.device) for name, w in self.weights.items()
         }
         self.step_count = int(state["step_count"])
         self.update_count = int(state["update_count"])
@@ -283,3 +264,58 @@ class Sparsifier:
         self.masks_changed()
         self.backend.load_state_dict(state["backend"])
         self.backend.set_dense_gradient(self.dense_gradient_needed())
+
+    def allowed_nonzero_counts(self, method_state: dict[str, Any]) -> tuple[int, int]:
+        """The least and most non-zeros a saved state of this method may hold."""
+        return self._target, self._target
+
+    def _check_state(self, state: Any) -> None:
+        keys = set(self.state_dict())
+        if not isinstance(state, dict) or not keys <= set(state):
+            missing = sorted(keys - set(state)) if isinstance(state, dict) else ["everything"]
+            raise UserError(
+                f"the saved sparsifier state lacks {missing[0]!r}; it was written by another "
+                "version of sparsemomentum or is damaged: start the run again."
+            )
+        if not isinstance(state["method"], dict) or set(state["method"]) != set(
+            self.method_state()
+        ):
+            raise UserError(
+                f"the saved sparsifier state was written by another method than "
+                f"{type(self).__name__}; resume with the method it was written with."
+            )
+        self._check_masks(state["masks"])
+        if int(state["target_nonzero_count"]) != self._target:
+            raise UserError(
+                f"the checkpoint keeps {int(state['target_nonzero_count'])} non-zeros but density "
+                f"{self.density} means {self._target}; resume with the density the checkpoint "
+                "was written with."
+            )
+        count = sum(int(torch.count_nonzero(mask)) for mask in state["masks"].values())
+        low, high = self.allowed_nonzero_counts(state["method"])
+        if not low <= count <= high:
+            raise UserError(
+                f"the checkpoint's masks hold {count} non-zeros where {type(self).__name__} keeps "
+                f"{low if low == high else f'{low} to {high}'}; the checkpoint is damaged: "
+                "resume from an earlier one or start again."
+            )
+
+    def _check_masks(self, masks: Any) -> None:
+        if not isinstance(masks, dict) or set(masks) != set(self.weights):
+            expected = ", ".join(self.weights)
+            raise UserError(
+                f"the checkpoint's masks do not match the model: expected masks for {expected}; "
+                "resume with the model and options the checkpoint was written with."
+            )
+        for name, mask in masks.items():
+            if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+                raise UserError(
+                    f"the checkpoint's mask for {name!r} is not a boolean tensor; the checkpoint "
+                    "is damaged: start the run again."
+                )
+            if tuple(mask.shape) != tuple(self.weights[name].shape):
+                raise UserError(
+                    f"the checkpoint's mask for {name!r} has shape {tuple(mask.shape)} but the "
+                    f"weight has {tuple(self.weights[name].shape)}; resume with the model the "
+                    "checkpoint was written with."
+                )

@@ -1,7 +1,8 @@
-"""The run folder: config.json, metrics.jsonl, summary.json and plots.
+"""The run folder: config.json, metrics.jsonl, summary.json, checkpoints and plots.
 
 JSON files are written to a temporary file and renamed, so a killed run never leaves a
-half-written config or summary; metrics.jsonl is appended one complete line per epoch.
+half-written config or summary; metrics.jsonl is appended one complete line per epoch, and a
+line cut short by a kill is skipped when it is read.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ from typing import Any
 
 from ..atomic import atomic_file
 from ..errors import UserError
+from .checkpoint import CHECKPOINT, PREVIOUS
+
+# What a report needs from a summary.json.
+SUMMARY_KEYS = ("model", "dataset", "method", "density", "seed", "epochs", "test_error")
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -25,6 +30,8 @@ class RunFolder:
     CONFIG = "config.json"
     METRICS = "metrics.jsonl"
     SUMMARY = "summary.json"
+    PLOTS = ("density.png", "curves.png")
+    FILES = (CONFIG, METRICS, SUMMARY, CHECKPOINT, PREVIOUS, *PLOTS)
 
     def __init__(
         self, path: str | os.PathLike, overwrite: bool = False, resume: bool = False
@@ -33,41 +40,43 @@ class RunFolder:
         if resume:
             if not (self.path / self.CONFIG).exists():
                 raise UserError(
-                    f"{self.path} is not a run folder (no config.json); pass the --out folder of an earlier run."
+                    f"{self.path} is not a run folder (no config.json); pass the --out folder of "
+                    "an earlier run."
                 )
             return
         if self.path.exists() and not self.path.is_dir():
-            raise UserError(
-                f"the output path {self.path} is a file; choose a folder name for --out."
-            )
+            raise UserError(f"the output path {self.path} is a file; choose a folder name for --out.")
         if self.path.is_dir() and any(self.path.iterdir()):
-            if not overwrite:
-                raise UserError(
-                    f"the run folder {self.path} already exists; choose another --out or pass --overwrite."
-                )
-            if not any(
-                (self.path / name).exists() for name in (self.CONFIG, self.METRICS, self.SUMMARY)
-            ):
-                raise UserError(
-                    f"{self.path} is not empty and is not a run folder (no config.json or metrics.jsonl), "
-                    "so --overwrite will not delete it; choose another --out."
-                )
-            shutil.rmtree(self.path)
+            self._clear_for_overwrite(overwrite)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise UserError(
-                f"cannot create the run folder {self.path} ({error.strerror}); choose a writable --out."
+                f"cannot create the run folder {self.path} ({error.strerror}); choose a writable "
+                "--out."
             ) from None
 
-    def write_json(self, name: str, data: dict[str, Any]) -> None:
-        try:
-            write_atomically(
-                self.path / name, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    def _clear_for_overwrite(self, overwrite: bool) -> None:
+        if not overwrite:
+            raise UserError(
+                f"the run folder {self.path} already exists; choose another --out or pass "
+                "--overwrite."
             )
+        if not any((self.path / name).exists() for name in (self.CONFIG, self.METRICS, self.SUMMARY)):
+            raise UserError(
+                f"{self.path} is not empty and is not a run folder (no config.json or "
+                "metrics.jsonl), so --overwrite will not delete it; choose another --out."
+            )
+        shutil.rmtree(self.path)
+
+    def write_json(self, name: str, data: dict[str, Any]) -> None:
+        text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+        try:
+            write_atomically(self.path / name, text)
         except OSError as error:
             raise UserError(
-                f"cannot write {name} into {self.path} ({error.strerror}); free disk space or make it writable."
+                f"cannot write {name} into {self.path} ({error.strerror}); free disk space or "
+                "make it writable."
             ) from None
 
     def append_metrics(self, record: dict[str, Any]) -> None:
@@ -76,21 +85,48 @@ class RunFolder:
                 out.write(json.dumps(record, sort_keys=True) + "\n")
         except OSError as error:
             raise UserError(
-                f"cannot write metrics into {self.path} ({error.strerror}); free disk space or make it writable."
+                f"cannot write metrics into {self.path} ({error.strerror}); free disk space or "
+                "make it writable."
             ) from None
 
     def keep_metrics_before(self, epoch: int) -> None:
         """On resume: drop the lines of epochs the checkpoint does not include."""
-        path = self.path / self.METRICS
-        if path.exists():
-            kept = [
-                line
-                for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line)["epoch"] < epoch
-            ]
-            write_atomically(path, "".join(line + "\n" for line in kept))
+        if (self.path / self.METRICS).exists():
+            kept = [record for record in read_metrics(self.path) if record["epoch"] < epoch]
+            lines = "".join(json.dumps(record, sort_keys=True) + "\n" for record in kept)
+            write_atomically(self.path / self.METRICS, lines)
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The complete per-epoch records of a run (a line cut short by a kill is left out)."""
+    records = []
     with open(Path(path) / RunFolder.METRICS) as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+        for line in handle:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("epoch"), int):
+                records.append(record)
+    return records
+
+
+def read_summary(path: str | os.PathLike) -> dict[str, Any]:
+    """A finished run's summary.json; a UserError naming the problem if it is damaged."""
+    file = Path(path) / RunFolder.SUMMARY
+    try:
+        summary = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path} has no summary.json: the run has not finished.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"{file} is damaged (not JSON).") from None
+    missing = [key for key in SUMMARY_KEYS if not isinstance(summary, dict) or key not in summary]
+    if missing:
+        raise UserError(f"{file} is damaged (no {missing[0]!r}).")
+    return summary
+
+
+def is_run_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is one of the files of a run folder (which no other output may replace)."""
+    path = Path(path).resolve()
+    return path.name in RunFolder.FILES and (path.parent / RunFolder.CONFIG).exists()

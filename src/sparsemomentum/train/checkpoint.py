@@ -9,12 +9,11 @@ file safely is ``runs.checkpoint``'s business.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..runs import load_checkpoint, save_checkpoint
+from ..runs import save_checkpoint
 from .state import Position, Training
 
 
@@ -55,9 +54,8 @@ def save(
         save_checkpoint(training.folder.path, state)
 
 
-def restore(training: Training) -> Position:
-    """Load the run folder's newest good checkpoint into ``training``; where to go on."""
-    state = load_checkpoint(Path(training.config.out))
+def restore(training: Training, state: dict[str, Any]) -> Position:
+    """Load a checkpoint's ``state`` into ``training``; where to go on."""
     training.model.load_state_dict(state["model"])
     training.optimizer.load_state_dict(state["optimizer"])
     training.sparsifier.load_state_dict(state["sparsifier"])

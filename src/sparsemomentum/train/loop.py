@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,7 +27,7 @@ from .. import algorithms, data, models
 from ..analysis.plots import plot_run
 from ..core.sparsifier import Sparsifier
 from ..errors import UserError
-from ..runs import CHECKPOINT, RunFolder
+from ..runs import CHECKPOINT, RunFolder, load_checkpoint, read_summary
 from . import checkpoint, distributed
 from .config import TrainConfig
 from .state import Position, Training
@@ -38,10 +39,11 @@ class TrainingDiverged(UserError):
 
 def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) one training and return its summary (also written to the run folder)."""
+    saved = None
     if config.resume:
-        config = TrainConfig.from_run(
-            config.resume, data_dir=config.data_dir, threads=config.threads
-        )
+        config, saved = resume_point(config)
+        if saved is None:  # finished: nothing to do, nothing to change
+            return finished_summary(config, progress)
     config.validate()
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -49,7 +51,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     group = distributed.setup(device)
     try:
         training = prepare(config, group, progress and group.is_main)
-        position = checkpoint.restore(training) if config.resume else start(training)
+        position = checkpoint.restore(training, saved) if saved else start(training)
         started = time.perf_counter()
         validation_accuracy = None
         for epoch in range(position.epoch, config.epochs + 1):
@@ -58,6 +60,31 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
         return finish(training, validation_accuracy, started)
     finally:
         distributed.teardown(group)
+
+
+def resume_point(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | None]:
+    """The run's own config and its newest intact checkpoint (None: the run has finished).
+
+    Both are read before any data is loaded, so a folder that cannot be resumed says so at
+    once. Only the settings that cannot change results may differ from the run's own.
+    """
+    resumed = TrainConfig.from_run(
+        config.resume,
+        data_dir=config.data_dir,
+        download=config.download,
+        threads=config.threads,
+        device=config.device,
+    )
+    if (Path(config.resume) / RunFolder.SUMMARY).exists():
+        return resumed, None
+    return resumed, load_checkpoint(Path(config.resume))
+
+
+def finished_summary(config: TrainConfig, progress: bool) -> dict[str, Any]:
+    summary = read_summary(Path(config.resume))
+    if progress:
+        tqdm.write(f"the run in {config.resume} has finished; nothing to resume, nothing changed.")
+    return summary
 
 
 def prepare(config: TrainConfig, group: distributed.ProcessGroup, progress: bool) -> Training:
