@@ -40,7 +40,7 @@ def test_products_and_sampled_gradient_match_dense_masked_arithmetic(
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        forward = layout.multiply(weight, x, bias)
+        forward = layout.multiply(weight, x, bias, out=torch.empty(out_features, batch))
         backward = layout.multiply_transposed(weight, dy)
         grad = torch.full(
             (out_features * in_features,), 7.0

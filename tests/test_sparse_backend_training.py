@@ -215,9 +215,36 @@ def test_small_or_dense_layers_stay_on_the_dense_path_and_move_when_their_densit
     )  # as if it had grown dense
     sparsifier.masks_changed()
     assert (
-        "density 100% is above 20%" in sparsifier.backend.kernels.dense["0.weight"]
+        "density 100.0% is above 20%" in sparsifier.backend.kernels.dense["0.weight"]
         and not sparsifier.backend.kernels.sparse
     )
     train_steps(sparsifier, model, 3, 200, 10)
     for name, weight in sparsifier.weights.items():
         assert torch.all(weight[~sparsifier.masks[name]] == 0)
+
+
+def test_mixed_precision_runs_sparse_layers_in_float32_and_a_bfloat16_model_stays_dense():
+    torch.manual_seed(0)
+    model = cnn()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    sparsifier = sm.SparseMomentum(
+        model, optimizer, density=0.3, total_steps=20, update_interval=5,
+        backend=sm.SparseBackend(max_density=0.5, min_weights=0),
+    )  # fmt: skip
+    model[0].forward = type(model[0]).forward.__get__(model[0])  # the first layer dense, as
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # a layer over the density limit would be
+        train_steps(sparsifier, model, 10, (2, 8, 8), 5)
+    assert sparsifier.update_count == 2
+    assert sparsifier.nonzero_count() == sparsifier.target_nonzero_count()
+    model = mlp(30, 40, 5).to(torch.bfloat16)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    sparsifier = sm.SparseMomentum(
+        model, optimizer, density=0.2, total_steps=20, backend=every_layer_sparse()
+    )
+    assert not sparsifier.backend.kernels.sparse
+    assert "bfloat16 weights" in sparsifier.backend.kernels.dense["0.weight"]
+    for _ in range(3):
+        optimizer.zero_grad()
+        model(torch.randn(4, 30, dtype=torch.bfloat16)).float().pow(2).mean().backward()
+        sparsifier.step()
+    assert all(torch.all(w[~sparsifier.masks[n]] == 0) for n, w in sparsifier.weights.items())

@@ -71,16 +71,28 @@ class _SparseForward:
 
     def __call__(self, input: torch.Tensor) -> torch.Tensor:
         module = self.module
-        if self.layout is None:
-            return type(module).forward(
-                module, input
-            )  # the class's own: the instance attribute is this object
-        if isinstance(self.layout, SparseConvLayout):
-            return masked_conv2d(
+        if self.layout is None or module.weight.dtype != torch.float32:
+            # the class's own forward (the instance attribute is this object)
+            return type(module).forward(module, input)
+        kernel = masked_conv2d if isinstance(self.layout, SparseConvLayout) else masked_linear
+        if input.dtype == torch.float32 and not _autocast_enabled(input.device.type):
+            return kernel(
                 input, module.weight, module.bias, self.layout, self.dense_weight_gradient
             )
-        return masked_linear(
-            input, module.weight, module.bias, self.layout, self.dense_weight_gradient
+        # Mixed precision: the sparse kernels compute in float32, the dense layers around them
+        # in bfloat16/float16 as autocast decides; the next layer casts the float32 output.
+        with torch.autocast(input.device.type, enabled=False):
+            return kernel(
+                input.float(), module.weight, module.bias, self.layout, self.dense_weight_gradient
+            )
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 knows no device argument
+        return (
+            torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
         )
 
 
@@ -108,6 +120,8 @@ class SparseLayersHandle:
         self._classify()
 
     def _why_dense(self, module: nn.Module, mask: torch.Tensor) -> str | None:
+        if module.weight.dtype != torch.float32:
+            return f"{str(module.weight.dtype)[6:]} weights: the sparse kernels compute in float32"
         # A convolution applies each weight at every output position, which amortises the per-call
         # costs that make tiny Linear layers lose; the size rule is for Linear layers only.
         if isinstance(module, nn.Linear) and mask.numel() < self.min_weights:
@@ -120,7 +134,7 @@ class SparseLayersHandle:
             self.max_density if self.max_density is not None else DEFAULT_MAX_DENSITY[type(module)]
         )
         if density > limit:
-            return f"density {density:.0%} is above {limit:.0%}, where dense kernels are faster"
+            return f"density {density:.1%} is above {limit:.0%}, where dense kernels are faster"
         return None
 
     def _classify(self) -> None:

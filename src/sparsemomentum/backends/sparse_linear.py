@@ -176,11 +176,15 @@ class SparseLinearLayout:
         return self._torch_csr
 
     def multiply(
-        self, weight: torch.Tensor, input_t: torch.Tensor, bias: torch.Tensor | None
+        self,
+        weight: torch.Tensor,
+        input_t: torch.Tensor,
+        bias: torch.Tensor | None,
+        out: torch.Tensor,
     ) -> torch.Tensor:
-        """Y^T = W X^T (+ b): ``input_t`` [in, batch] contiguous -> [out, batch]."""
+        """Y^T = W X^T (+ b) into ``out``: ``input_t`` [in, batch] and ``out`` [out, batch],
+        both contiguous."""
         if self._use_compiled(weight, input_t, bias):
-            out = torch.empty(self.out_features, input_t.shape[1], dtype=input_t.dtype)
             return compiled.spmm(
                 self.offsets,
                 self.columns,
@@ -195,8 +199,8 @@ class SparseLinearLayout:
         csr = self._csr_for(weight)
         csr.refresh_values(weight, self)  # always: O(nnz), and a stale CSR would be a silent error
         if bias is None:
-            return torch.mm(csr.weight, input_t)
-        return torch.addmm(bias.detach().unsqueeze(1), csr.weight, input_t)
+            return torch.mm(csr.weight, input_t, out=out)
+        return torch.addmm(bias.detach().unsqueeze(1), csr.weight, input_t, out=out)
 
     def multiply_transposed(
         self, weight: torch.Tensor, grad_output_t: torch.Tensor
@@ -295,15 +299,29 @@ class SparseLinearFunction(torch.autograd.Function):
         dense_weight_gradient: bool,
     ) -> torch.Tensor:
         input_t = input.t().contiguous()  # free when the input is feature-major
-        output_t = layout.multiply(weight, input_t, bias)
+        # [batch, out] with feature-major memory: the next layer reads Y^T without a copy. A
+        # tensor of its own, not a view made here, so that in-place ops (ReLU(inplace=True))
+        # may modify it.
+        batch = input.shape[0]
+        output = torch.empty_strided(
+            (batch, layout.out_features), (1, batch), dtype=input.dtype, device=input.device
+        )
+        layout.multiply(weight, input_t, bias, out=output.t())
         ctx.save_for_backward(input_t, weight)
         ctx.layout = layout
         ctx.dense_weight_gradient = dense_weight_gradient
-        return output_t.t()
+        return output
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        # The forward ran in float32; a backward called under autocast must too (torch's CSR
+        # products have no bfloat16 kernels).
+        with torch.autocast(grad_output.device.type, enabled=False):
+            return SparseLinearFunction._backward(ctx, grad_output.float())
+
+    @staticmethod
+    def _backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         input_t, weight = ctx.saved_tensors
         layout: SparseLinearLayout = ctx.layout
         grad_output_t = grad_output.t().contiguous()  # free when the gradient arrives feature-major
@@ -328,6 +346,8 @@ def masked_linear(
 
     The weight's gradient is zero outside the mask unless ``dense_weight_gradient``.
     """
+    if input.dim() == 2:
+        return SparseLinearFunction.apply(input, weight, bias, layout, dense_weight_gradient)
     flat = input.reshape(-1, layout.in_features)
     output = SparseLinearFunction.apply(flat, weight, bias, layout, dense_weight_gradient)
     return output.reshape(*input.shape[:-1], layout.out_features)
