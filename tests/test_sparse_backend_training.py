@@ -248,3 +248,38 @@ def test_mixed_precision_runs_sparse_layers_in_float32_and_a_bfloat16_model_stay
         model(torch.randn(4, 30, dtype=torch.bfloat16)).float().pow(2).mean().backward()
         sparsifier.step()
     assert all(torch.all(w[~sparsifier.masks[n]] == 0) for n, w in sparsifier.weights.items())
+
+
+@pytest.mark.parametrize("clip", ["sparsifier", "torch"])
+def test_sparsifier_gradient_clipping_clips_both_backends_alike(clip):
+    """Before the first update (the window covers steps 16-19 only), the two backends step the
+    active weights alike; torch's clip_grad_norm_ would count the masked backend's gradients of
+    missing weights in the norm and scale the step differently."""
+
+    def trained(backend):
+        torch.manual_seed(0)
+        model = mlp(30, 40, 20, 5)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
+        sparsifier = sm.SparseMomentum(
+            model, optimizer, density=0.2, total_steps=60, update_interval=20, momentum_window=4,
+            backend=every_layer_sparse() if backend == "sparse" else backend, seed=3,
+        )  # fmt: skip
+        generator = torch.Generator().manual_seed(1)
+        for _ in range(19):
+            optimizer.zero_grad()
+            inputs = torch.randn(16, 30, generator=generator)
+            nn.functional.mse_loss(
+                model(inputs), torch.randn(16, 5, generator=generator)
+            ).backward()
+            if clip == "sparsifier":
+                assert float(sparsifier.clip_grad_norm_(0.05)) > 0.05  # every step is clipped
+            else:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 0.05)
+            sparsifier.step()
+        return sparsifier
+
+    masked, sparse = trained("masked"), trained("sparse")
+    agree = all(
+        torch.allclose(masked.weights[n], sparse.weights[n], atol=1e-6) for n in masked.weights
+    )
+    assert agree == (clip == "sparsifier")

@@ -455,3 +455,86 @@ def test_a_damaged_or_foreign_state_is_refused_before_anything_changes():
         assert all(torch.equal(other.masks[n], other_masks[n]) for n in other_masks)
     assert sparsifier.step_count == steps_before
     assert all(torch.equal(sparsifier.masks[n], masks_before[n]) for n in masks_before)
+
+
+class TiedModel(nn.Module):
+    """A Linear layer whose weight a second layer (or an Embedding) shares."""
+
+    def __init__(self, second: nn.Module):
+        super().__init__()
+        self.first = nn.Linear(8, 8, bias=False)
+        self.second = second
+        self.second.weight = self.first.weight
+
+    def forward(self, inputs):
+        if isinstance(self.second, nn.Embedding):
+            return self.first(self.second(inputs.argmax(1) % 8))
+        return self.second(torch.relu(self.first(inputs)))
+
+
+@pytest.mark.parametrize("backend", ["masked", "sparse"])
+def test_a_tied_weight_gets_one_mask_counted_once_and_stays_masked(backend):
+    torch.manual_seed(0)
+    model = TiedModel(nn.Linear(8, 8, bias=False))
+    optimizer = sgd(model)
+    sparsifier = sm.SparseMomentum(
+        model, optimizer, density=0.25, total_steps=40, update_interval=5, backend=backend
+    )
+    assert list(sparsifier.weights) == ["first.weight"]
+    train_steps(sparsifier, model, 12, 8, 8)
+    weight, mask = sparsifier.weights["first.weight"], sparsifier.masks["first.weight"]
+    assert sparsifier.nonzero_count() == int(torch.count_nonzero(mask)) == 16
+    assert int(torch.count_nonzero(weight)) <= 16 and torch.all(weight[~mask] == 0)
+
+
+def test_a_weight_tied_to_an_embedding_stays_dense_unless_included_by_name():
+    model = TiedModel(nn.Embedding(8, 8))
+    extra = nn.Linear(8, 8)
+    model.add_module("extra", extra)
+    sparsifier = sm.SparseMomentum(model, sgd(model), density=0.25, total_steps=10)
+    assert list(sparsifier.weights) == ["extra.weight"]
+    assert sparsifier.dense_tensors["first.weight"].startswith("tied to second.weight (Embedding)")
+    included = sm.SparseMomentum(
+        model, sgd(model), density=0.25, total_steps=10, include=["first.weight"]
+    )
+    assert list(included.weights) == ["first.weight"]
+
+
+def test_frozen_layers_are_left_out_and_never_change():
+    torch.manual_seed(0)
+    model = mlp(10, 20, 10)
+    model[0].weight.requires_grad_(False)
+    frozen = model[0].weight.detach().clone()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1,
+                                momentum=0.9)  # fmt: skip
+    for method in (sm.SET, sm.SNIP):
+        sparsifier = method(model, optimizer, density=0.3, total_steps=20)
+        assert list(sparsifier.weights) == ["2.weight"]
+        assert sparsifier.dense_tensors == {"0.weight": "frozen (requires_grad=False)"}
+        train_steps(sparsifier, model, 5, 10, 10)
+        sparsifier.update_masks()
+        assert torch.equal(model[0].weight, frozen)
+    model[2].weight.requires_grad_(False)
+    with pytest.raises(sm.UserError, match="every Linear, Conv1d, Conv2d, Conv3d weight is frozen"):
+        sm.SET(model, optimizer, density=0.3, total_steps=20)
+
+
+def test_surprises_are_warned_about_by_name():
+    model = mlp(100, 50, 2)
+    with pytest.warns(UserWarning, match="leaves '2.weight' without a single weight"):
+        sm.Static(model, sgd(model), density=0.001)
+    sparsifier = sm.SparseMomentum(model, sgd(model), density=0.2, total_steps=3)
+    with pytest.warns(UserWarning, match="step 4 is past total_steps=3"):
+        train_steps(sparsifier, model, 4, 100, 2)
+    attention = nn.Sequential(nn.MultiheadAttention(8, 2))
+    with pytest.warns(UserWarning, match="0.in_proj_weight .* stays dense"):
+        sparsifier = sm.Static(attention, sgd(attention), density=0.5)
+    assert list(sparsifier.weights) == ["0.out_proj.weight"]
+
+
+def test_snip_without_a_gradient_is_refused():
+    model = mlp(4, 4)
+    snip = sm.SNIP(model, sgd(model), density=0.5)
+    with pytest.raises(sm.UserError, match="call loss.backward\\(\\) before sparsifier.step\\(\\)"):
+        snip.step()
+    assert snip.nonzero_count() == 16  # nothing chosen from zero scores

@@ -55,6 +55,11 @@ class SNIP(Sparsifier):
 
     def step(self, scaler: torch.amp.GradScaler | None = None) -> bool:
         gradients = [w.grad for w in self.weights.values() if w.grad is not None]
+        if not self.scored and not gradients:
+            raise UserError(
+                "SNIP chooses its masks from the gradients of the first batch, but no sparse "
+                "weight has a gradient yet; call loss.backward() before sparsifier.step()."
+            )
         if not self.scored and all(bool(torch.isfinite(g).all()) for g in gradients):
             # A batch whose gradients overflowed (mixed precision) is no basis for the masks: wait.
             self.choose_masks_from_gradients()

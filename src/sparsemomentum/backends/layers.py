@@ -195,6 +195,10 @@ def sparsify_layers(
     and after moving the model to another device or dtype.
     """
     modules = dict(model.named_modules())
+    holders: dict[int, int] = {}  # parameter -> how many modules hold it (weight tying)
+    for module in model.modules():
+        for parameter in module._parameters.values():
+            holders[id(parameter)] = holders.get(id(parameter), 0) + 1
     forwards: dict[str, _SparseForward] = {}
     dense: dict[str, str] = {}
     for name, mask in masks.items():
@@ -210,6 +214,10 @@ def sparsify_layers(
                 "model."
             )
         reason = _kernel_kind(module)
+        if holders[id(module.weight)] > 1:
+            # the other holder computes a dense gradient at the missing positions, which the
+            # values-only step and the momentum bookkeeping of a sparse layer assume zero
+            reason = f"shared by {holders[id(module.weight)]} modules (weight tying)"
         if reason is not None:
             dense[name] = reason
             continue

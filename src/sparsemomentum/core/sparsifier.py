@@ -16,6 +16,7 @@ masks, or sparse kernels) is the backend's business (``backend.py``).
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -26,7 +27,7 @@ from ..errors import UserError, check_choice, check_interval
 from . import allocation, selection
 from .backend import Backend, create_backend
 from .schedules import UpdateSchedule
-from .targets import DEFAULT_SPARSE_TYPES, sparse_parameters
+from .targets import DEFAULT_SPARSE_TYPES, choose_targets
 
 
 class NonFiniteWeights(UserError):
@@ -83,15 +84,16 @@ class Sparsifier:
 
     def __post_init__(self) -> None:
         self.validate()
-        self.weights: dict[str, nn.Parameter] = sparse_parameters(
-            self.model, self.layer_types, self.include, self.exclude
-        )
+        targets = choose_targets(self.model, self.layer_types, self.include, self.exclude)
+        self.weights: dict[str, nn.Parameter] = targets.sparse
+        self.dense_tensors: dict[str, str] = targets.dense  # candidates left dense, and why
         self._check_optimizer_holds_weights()
         self.generator = torch.Generator().manual_seed(self.seed)
         self.sparse_size = sum(w.numel() for w in self.weights.values())
         self._target = allocation.target_nonzeros(self.density, self.sparse_size)
         self.schedule = self.update_schedule()
         self.masks: dict[str, torch.Tensor] = self.initial_masks()
+        self._warn_about_empty_layers()
         self.backend = create_backend(self.backend)
         self.backend.attach(self.model, self.optimizer, self.weights, self.masks)
         self.backend.set_dense_gradient(self.dense_gradient_needed())
@@ -174,6 +176,13 @@ class Sparsifier:
         if not self.backend.step(self.masks, scaler):
             return False
         self.step_count += 1
+        if self.step_count == self.total_steps + 1 > 1 and self.schedule.enabled:
+            warnings.warn(
+                f"step {self.step_count} is past total_steps={self.total_steps}: the prune-rate "
+                "schedule has ended and no more mask updates happen; pass the run's real number "
+                "of optimizer steps as total_steps.",
+                stacklevel=2,
+            )
         if self.schedule.periodic_update_at(self.step_count):
             self.update_masks()
         self.backend.set_dense_gradient(self.dense_gradient_needed())
@@ -203,6 +212,42 @@ class Sparsifier:
         self.history.append(report)
         return report
 
+    def _warn_about_empty_layers(self) -> None:
+        empty = [name for name, mask in self.masks.items() if not bool(mask.any())]
+        if empty:
+            warnings.warn(
+                f"density {self.density} leaves {empty[0]!r}"
+                + (f" and {len(empty) - 1} more layers" if len(empty) > 1 else "")
+                + " without a single weight (the layer passes on only its bias); raise the "
+                "density or use distribution='erk', which gives small layers more.",
+                stacklevel=4,
+            )
+
+    @torch.no_grad()
+    def clip_grad_norm_(self, max_norm: float, norm_type: float = 2.0) -> torch.Tensor:
+        """``torch.nn.utils.clip_grad_norm_`` over the optimizer's parameters, with the
+        gradients of missing weights left out of the norm; returns the norm.
+
+        Missing weights do not move, so their gradients (which feed momentum, not weights)
+        should not scale the step of the others; and the sparse backend computes them only in
+        the steps before an update. Leaving them out makes both backends clip alike. Every
+        gradient, missing ones included, is scaled by the same factor.
+        """
+        masks = {id(weight): self.masks[name] for name, weight in self.weights.items()}
+        parameters = [
+            p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None
+        ]
+        if not parameters:
+            return torch.zeros(())
+        norms = [
+            torch.linalg.vector_norm(p.grad[masks[id(p)]] if id(p) in masks else p.grad, norm_type)
+            for p in parameters
+        ]
+        total = torch.linalg.vector_norm(torch.stack(norms), norm_type)
+        factor = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+        torch._foreach_mul_([p.grad for p in parameters], factor)
+        return total
+
     def _refuse_non_finite_weights(self) -> None:
         # A finite sum proves every element finite (one reduction); only a non-finite one
         # needs the element check.
@@ -226,6 +271,17 @@ class Sparsifier:
     def target_nonzero_count(self) -> int:
         """round(density x sparse elements), half up, at least one: fixed for the whole run."""
         return self._target
+
+    def summary(self) -> str:
+        """What is sparse and what stays dense, and why: one line per tensor."""
+        lines = [f"{type(self).__name__}: {self.target_nonzero_count():,} of {self.sparse_size:,}"
+                 f" weights ({self.density:.2%}) in {len(self.weights)} sparse tensors"]  # fmt: skip
+        for name, density in self.layer_densities().items():
+            lines.append(f"  sparse {name} {tuple(self.weights[name].shape)}: {density:.2%}")
+        for name, reason in self.dense_tensors.items():
+            lines.append(f"  dense  {name}: {reason}")
+        backend = self.backend.summary()
+        return "\n".join(lines + ([f"  {backend}"] if backend else []))
 
     def layer_densities(self) -> dict[str, float]:
         return {

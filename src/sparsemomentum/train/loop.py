@@ -166,9 +166,8 @@ def start(training: Training) -> Position:
         training.folder.write_json(
             RunFolder.CONFIG, {**training.config.to_dict(), "resolved": resolved}
         )
-    summary = training.sparsifier.backend.summary()
-    if training.progress and summary:
-        tqdm.write(summary)
+    if training.progress:
+        tqdm.write(training.sparsifier.summary())
     return Position()
 
 
