@@ -72,8 +72,8 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, da
     assert single.returncode == 0, single.stderr[-2000:]
     double = torchrun(*arguments, "--out", str(tmp_path / "two"))
     assert double.returncode == 0, double.stderr[-2000:]
-    one = torch.load(tmp_path / "one" / "checkpoint-previous.pt", weights_only=True)
-    two = torch.load(tmp_path / "two" / "checkpoint-previous.pt", weights_only=True)
+    one = torch.load(tmp_path / "one" / "checkpoint-previous.pt", weights_only=True)["state"]
+    two = torch.load(tmp_path / "two" / "checkpoint-previous.pt", weights_only=True)["state"]
     assert one["epoch"] == two["epoch"] == 2 and one["sparsifier"]["update_count"] == 1
     masks_one, masks_two = one["sparsifier"]["masks"], two["sparsifier"]["masks"]
     active = sum(int(m.sum()) for m in masks_one.values())

@@ -14,6 +14,7 @@ import sparsemomentum as sm
 from sparsemomentum.cli import main
 from sparsemomentum.core.sparsifier import NonFiniteWeights
 from sparsemomentum.runs import checkpoint as checkpoint_module
+from sparsemomentum.runs import load_checkpoint
 
 
 def cli(data_dir, out, *arguments):
@@ -55,7 +56,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
         f"the training loss became nan in epoch 2; the last good checkpoint is kept in {out}"
         in capsys.readouterr().err
     )
-    kept = torch.load(out / "checkpoint.pt", weights_only=True)
+    kept = load_checkpoint(out)
     assert kept["epoch"] == 2 and kept["step_in_epoch"] == 0  # the end of epoch 1
     masks = kept["sparsifier"]["masks"]
     assert sum(int(m.sum()) for m in masks.values()) == kept["sparsifier"]["target_nonzero_count"]
