@@ -7,6 +7,7 @@ checked in milliseconds; one test runs a real one-epoch sweep on MNIST end to en
 import csv
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,8 @@ from sparsemomentum.cli import main
 from sparsemomentum.errors import UserError
 from sparsemomentum.runs import RunFolder
 from sparsemomentum.train.config import TrainConfig
-from sparsemomentum.train.sweep import load_experiment, run_sweep
+from sparsemomentum.train.experiment import load_experiment
+from sparsemomentum.train.sweep import run_sweep
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
@@ -269,8 +271,9 @@ def test_dry_run_lists_runs_to_do_and_counts_finished(tmp_path, capsys):
     experiment.runs[1].path.mkdir(parents=True)
     assert main(["sweep", str(experiment.file), "--out", str(experiment.out), "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert (
-        lines[0] == "lenet300-100/mnist/sparse-momentum/d0.05/s0  (unfinished folder, will restart)"
+    assert lines[0] == (
+        "lenet300-100/mnist/sparse-momentum/d0.05/s0  (unfinished folder without a usable "
+        "checkpoint, will restart)"
     )
     assert lines[-1] == f"10 runs in {experiment.out}: 1 already finished, 9 to do."
     assert len(lines) == 10 and not (experiment.out / "results.csv").exists()
@@ -278,7 +281,10 @@ def test_dry_run_lists_runs_to_do_and_counts_finished(tmp_path, capsys):
 
 def test_real_one_epoch_sweep_then_report(tmp_path, data_dir, capsys):
     # Large batches: 28 steps, so the real loop, data and run folder run end to end in seconds.
-    text = '[base]\nepochs = 1\nbatch_size = 2000\n[grid]\nmethod = ["sparse-momentum"]\ndensity = [0.05]\nseed = [0]\n'
+    text = (
+        '[base]\nepochs = 1\nbatch_size = 2000\n[grid]\nmethod = ["sparse-momentum"]\n'
+        "density = [0.05]\nseed = [0]\n"
+    )
     path = write_experiment(tmp_path, text, "tiny.toml")
     out = tmp_path / "sweep"
     assert main(["sweep", str(path), "--out", str(out), "--data-dir", str(data_dir)]) == 0
@@ -336,3 +342,74 @@ def test_bad_only_is_one_sentence(selection, message, tmp_path, capsys):
     file = write_experiment(tmp_path)
     assert main(["sweep", str(file), "--out", str(tmp_path / "out"), "--only", selection]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_run_another_sweep_holds_is_skipped_not_trained_twice(tmp_path, capsys):
+    from sparsemomentum.runs.locks import locked
+    from sparsemomentum.train.sweep import _lock_file
+
+    text = GRID.replace('["sparse-momentum", "set"]', '["sparse-momentum"]')
+    experiment = load_experiment(write_experiment(tmp_path, text), out=tmp_path / "out")
+    held = experiment.runs[0]
+    with locked(_lock_file(experiment, held)) as holding:  # as a second sweep process would
+        assert holding
+        assert run_sweep(experiment, trainer=fake_train) == len(experiment.runs) - 1
+    assert not held.finished and "skipped 1 runs another sweep process is training" in (
+        capsys.readouterr().out + capsys.readouterr().err
+    )
+    assert run_sweep(load_experiment(experiment.file, out=experiment.out), trainer=fake_train) == 1
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_and_says_so_in_the_plan(tmp_path, data_dir):
+    text = "[base]\nepochs = 2\nbatch_size = 2000\n[grid]\nseed = [0]\n"
+    experiment = load_experiment(
+        write_experiment(tmp_path, text), out=tmp_path / "out", data_dir=data_dir
+    )
+    (run,) = experiment.runs
+    seen = []
+
+    def train_one_epoch_then_resume(config, progress=False):
+        seen.append(config.resume)
+        if config.resume is None:  # the first attempt is "killed" after epoch 1
+            from sparsemomentum.train.loop import train
+
+            train(replace(config, epochs=1), progress)
+            (run.path / "summary.json").unlink()
+            config_file = run.path / "config.json"
+            config_file.write_text(config_file.read_text().replace('"epochs": 1', '"epochs": 2'))
+            raise UserError("killed")
+        from sparsemomentum.train.loop import train
+
+        return train(config, progress)
+
+    with pytest.raises(UserError, match="killed"):
+        run_sweep(experiment, trainer=train_one_epoch_then_resume)
+    assert "(unfinished, will resume from its checkpoint)" in experiment.plan()
+    assert run_sweep(experiment, trainer=train_one_epoch_then_resume) == 1
+    assert seen == [None, str(run.path)]
+    epochs = [json.loads(line)["epoch"] for line in (run.path / "metrics.jsonl").open()]
+    assert epochs == [1, 2] and run.finished
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            '[base]\nresume = "runs/x"\n[grid]\nseed = [0]\n',
+            "resume in \\[base\\] of .* is chosen by",
+        ),
+        ("", "defines no runs to sweep"),
+        ("[base]\nepochs = 3\n", "defines no runs to sweep"),
+        ("[base]\nlr_milestones = [1, 2.5]\n[grid]\nseed = [0]\n", "must be a list of integers"),
+    ],
+)
+def test_experiment_files_refuse_what_makes_no_sense_in_a_grid(text, message, tmp_path):
+    with pytest.raises(UserError, match=message):
+        load_experiment(write_experiment(tmp_path, text), out=tmp_path / "out")
+
+
+def test_numbers_are_accepted_where_the_command_line_takes_numbers(tmp_path):
+    text = "[base]\nlr_milestones = [1, 2]\nupdate_interval = 100\nprune_rate = 0\n[grid]\nseed = [0]\n"
+    (run,) = load_experiment(write_experiment(tmp_path, text), out=tmp_path / "out").runs
+    assert run.config.lr_milestones == [1, 2]
+    assert run.config.method_options == {"update_interval": 100, "prune_rate": 0.0}

@@ -179,7 +179,8 @@ def _sweep(
     jobs: int,
     only: list[str],
 ) -> None:
-    from .train.sweep import load_experiment, run_sweep
+    from .train.experiment import load_experiment
+    from .train.sweep import run_sweep
 
     loaded = load_experiment(experiment, out, data_dir, only)
     if dry_run:
