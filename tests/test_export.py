@@ -66,3 +66,77 @@ def test_damaged_indices_are_refused(trained_run, tmp_path):
         sm.UserError, match="the sparse weight 'fc1.weight' has inconsistent indices"
     ):
         sm.load_exported(tmp_path / "damaged.pt")
+
+
+def _tampered(payload, change):
+    import copy
+
+    payload = copy.deepcopy(payload)
+    change(payload)
+    return payload
+
+
+def _set(path, value):
+    def change(payload):
+        target = payload
+        for key in path[:-1]:
+            target = target[key]
+        if value is DELETE:
+            del target[path[-1]]
+        else:
+            target[path[-1]] = value(target[path[-1]]) if callable(value) else value
+
+    return change
+
+
+DELETE = object()
+FC1 = ("tensors", "fc1.weight")
+MALFORMED = {
+    "a weight declared 10^6 x 10^6": (_set((*FC1, "shape"), [10**6, 10**6]), "has shape"),
+    "values of shape (n, 1)": (_set((*FC1, "values"), lambda v: v[:, None]), "values of the"),
+    "shape as an int": (_set((*FC1, "shape"), 300), "has shape 300"),
+    "values as a list": (_set((*FC1, "values"), lambda v: v.tolist()), "values of the"),
+    "missing values": (_set((*FC1, "values"), DELETE), "neither a tensor nor a CSR weight"),
+    "a missing tensor": (_set(("tensors", "fc2.bias"), DELETE), "do not match the model"),
+    "tensors as a list": (_set(("tensors",), []), "do not match the model"),
+    "num_classes a string": (_set(("num_classes",), "10"), "number of classes is '10'"),
+    "num_classes negative": (_set(("num_classes",), -3), "number of classes is -3"),
+    "an unknown model": (_set(("model",), "lenet-9"), "names no registered model"),
+    "int64 values": (_set((*FC1, "values"), lambda v: v.long()), "values of the"),
+    "bool values": (_set((*FC1, "values"), lambda v: v > 0), "values of the"),
+    "float indices": (_set((*FC1, "col_indices"), lambda v: v.float()), "col_indices of the"),
+    "a dense tensor of another shape": (_set(("tensors", "fc2.bias"), torch.zeros(3)), "fc2.bias"),
+    "duplicate column indices": (
+        _set((*FC1, "col_indices"), lambda v: torch.cat([v[:1], v[:1], v[2:]])),
+        "inconsistent indices",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+def test_every_malformed_export_is_one_sentence(case, trained_run, tmp_path):
+    export_run(trained_run, tmp_path / "model.pt")
+    payload = torch.load(tmp_path / "model.pt", weights_only=True)
+    change, message = MALFORMED[case]
+    torch.save(_tampered(payload, change), tmp_path / "bad.pt")
+    with pytest.raises(sm.UserError, match=message) as error:
+        sm.load_exported(tmp_path / "bad.pt")
+    assert len(str(error.value).splitlines()) == 1
+
+
+def test_export_never_replaces_the_runs_own_files_and_says_when_a_run_is_unfinished(
+    trained_run, tmp_path, capsys
+):
+    checkpoint = (trained_run / "checkpoint.pt").read_bytes()
+    assert main(["export", str(trained_run), "--out", str(trained_run / "checkpoint.pt")]) == 2
+    assert "would replace a file of the run folder" in capsys.readouterr().err
+    assert (trained_run / "checkpoint.pt").read_bytes() == checkpoint
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    for name in ("config.json", "checkpoint.pt"):
+        (unfinished / name).write_bytes((trained_run / name).read_bytes())
+    with pytest.warns(UserWarning, match="has not finished .* from the start of epoch 2"):
+        export_run(unfinished, tmp_path / "early.pt")
+    (unfinished / "checkpoint.pt").unlink()
+    with pytest.raises(sm.UserError, match="has no checkpoint to export; train it first"):
+        export_run(unfinished, tmp_path / "none.pt")

@@ -2,14 +2,21 @@
 
 Each masked weight is stored as CSR (int32 row offsets and column indices, values) of the
 weight viewed as [out_features, everything else], one entry per active mask position;
-other tensors are stored dense. The loader checks every index before using it. The file
-is a plain ``torch.save`` of tensors, strings and ints, loaded with ``weights_only=True``,
-so opening an exported model never runs code.
+other tensors are stored dense. The file is a plain ``torch.save`` of tensors, strings and
+ints, loaded with ``weights_only=True``, so opening an exported model never runs code.
+
+The loader trusts nothing in the file: the model is rebuilt from its registered name first,
+and every stored field is checked against that model (names, shapes, dtypes, index ranges,
+sorted and unique columns) before anything the size of a weight is allocated, so a damaged
+or hostile file is one sentence, never a traceback or a terabyte allocation.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +25,12 @@ from torch import nn
 
 from .atomic import atomic_file
 from .errors import UserError
-from .models import create_model
-from .runs import load_checkpoint
+from .models import create_model, list_models
+from .runs import NoCheckpoint, RunFolder, is_run_file, load_checkpoint
 
 FORMAT = "sparsemomentum-export-1"
+CSR_KEYS = {"shape", "crow_indices", "col_indices", "values"}
+INDEX_TYPES = (torch.int32, torch.int64)
 
 
 def sparse_state(model: nn.Module, masks: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -29,21 +38,20 @@ def sparse_state(model: nn.Module, masks: dict[str, torch.Tensor]) -> dict[str, 
     tensors: dict[str, Any] = {}
     for name, value in model.state_dict().items():
         value = value.detach().cpu()
-        if name in masks:
-            mask = masks[name].cpu().reshape(value.shape[0], -1)
-            rows, columns = mask.nonzero(as_tuple=True)
-            index_type = torch.int32 if mask.numel() < 2**31 else torch.int64
-            row_counts = torch.bincount(rows, minlength=mask.shape[0])
-            tensors[name] = {
-                "shape": list(value.shape),
-                "crow_indices": torch.cat(
-                    [torch.zeros(1, dtype=torch.int64), row_counts.cumsum(0)]
-                ).to(index_type),
-                "col_indices": columns.to(index_type),
-                "values": value.reshape(mask.shape)[rows, columns],
-            }
-        else:
+        if name not in masks:
             tensors[name] = value
+            continue
+        mask = masks[name].cpu().reshape(value.shape[0], -1)
+        rows, columns = mask.nonzero(as_tuple=True)
+        index_type = torch.int32 if mask.numel() < 2**31 else torch.int64
+        row_counts = torch.bincount(rows, minlength=mask.shape[0])
+        offsets = torch.cat([torch.zeros(1, dtype=torch.int64), row_counts.cumsum(0)])
+        tensors[name] = {
+            "shape": list(value.shape),
+            "crow_indices": offsets.to(index_type),
+            "col_indices": columns.to(index_type),
+            "values": value.reshape(mask.shape)[rows, columns],
+        }
     return tensors
 
 
@@ -56,11 +64,12 @@ def export_model(
 ) -> int:
     """Write the export atomically; returns its size in bytes."""
     path = Path(path)
+    tensors = sparse_state(model, masks)
     payload = {
         "format": FORMAT,
         "model": model_name,
         "num_classes": num_classes,
-        "tensors": sparse_state(model, masks),
+        "tensors": tensors,
     }
     try:
         with atomic_file(path) as out:
@@ -72,50 +81,35 @@ def export_model(
     return path.stat().st_size
 
 
-def _dense_from_csr(name: str, stored: dict[str, Any], path: str | os.PathLike) -> torch.Tensor:
-    """Rebuild a dense weight from its CSR parts, checking every index (the file may be damaged)."""
-    shape = stored["shape"]
-    rows_count, row_size = shape[0], int(torch.Size(shape[1:]).numel())
-    offsets, columns, values = (
-        stored["crow_indices"].long(),
-        stored["col_indices"].long(),
-        stored["values"],
-    )
-    valid = (
-        offsets.numel() == rows_count + 1
-        and int(offsets[0]) == 0
-        and bool((offsets.diff() >= 0).all())
-        and int(offsets[-1]) == columns.numel() == values.numel()
-        and (columns.numel() == 0 or (int(columns.min()) >= 0 and int(columns.max()) < row_size))
-    )
-    if not valid:
-        raise UserError(
-            f"{path} is damaged: the sparse weight {name!r} has inconsistent indices; export it again."
-        )
-    rows = torch.repeat_interleave(torch.arange(rows_count), offsets.diff())
-    dense = torch.zeros(rows_count, row_size, dtype=values.dtype)
-    dense[rows, columns] = values
-    return dense.reshape(shape)
-
-
 def export_run(run_dir: str | os.PathLike, path: str | os.PathLike) -> tuple[int, int]:
     """Export the model of a run folder's last checkpoint; returns (export bytes, dense bytes)."""
-    import io
-    import json
-
     run_dir = Path(run_dir)
-    try:
-        config = json.loads((run_dir / "config.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+    if is_run_file(path):
         raise UserError(
-            f"{run_dir} is not a run folder with a readable config.json; pass the --out folder of a training run."
+            f"--out {path} would replace a file of the run folder {Path(path).parent}; write the "
+            f"export elsewhere, e.g. {Path(path).parent / 'model.pt'}."
+        )
+    try:
+        config = json.loads((run_dir / RunFolder.CONFIG).read_text())
+        model_name = config["model"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(
+            f"{run_dir} is not a run folder with a readable config.json; pass the --out folder "
+            "of a training run."
         ) from None
-    state = load_checkpoint(run_dir)
-    model = create_model(config["model"], num_classes=state["num_classes"])
+    try:
+        state = load_checkpoint(run_dir)
+    except NoCheckpoint:
+        raise UserError(f"{run_dir} has no checkpoint to export; train it first.") from None
+    if not (run_dir / RunFolder.SUMMARY).exists():
+        warnings.warn(
+            f"the run in {run_dir} has not finished (no summary.json): exporting its last "
+            f"checkpoint, from the start of epoch {state['epoch']}.",
+            stacklevel=2,
+        )
+    model = create_model(model_name, num_classes=state["num_classes"])
     model.load_state_dict(state["model"])
-    size = export_model(
-        model, state["sparsifier"]["masks"], config["model"], state["num_classes"], path
-    )
+    size = export_model(model, state["sparsifier"]["masks"], model_name, state["num_classes"], path)
     dense = io.BytesIO()
     torch.save(model.state_dict(), dense)
     return size, dense.getbuffer().nbytes
@@ -123,6 +117,22 @@ def export_run(run_dir: str | os.PathLike, path: str | os.PathLike) -> tuple[int
 
 def load_exported(path: str | os.PathLike) -> nn.Module:
     """Rebuild the registered model from an export; its predictions equal the trained model's."""
+    payload = _read(path)
+    model_name, num_classes = _checked_header(payload, path)
+    model = create_model(model_name, num_classes=num_classes)
+    expected = model.state_dict()
+    stored = payload.get("tensors")
+    if not isinstance(stored, dict) or set(stored) != set(expected):
+        names = set(stored) if isinstance(stored, dict) else set()
+        odd = sorted((set(expected) - names) | (names - set(expected))) or ["tensors"]
+        raise _damaged(path, f"its tensors do not match the model ({odd[0]!r})")
+    state = {name: _restored(name, stored[name], expected[name], path) for name in expected}
+    model.load_state_dict(state)
+    model.eval()
+    return model
+
+
+def _read(path: str | os.PathLike) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -135,15 +145,69 @@ def load_exported(path: str | os.PathLike) -> nn.Module:
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UserError(f"{path} is not a sparsemomentum export (format {FORMAT}).")
-    model = create_model(payload["model"], num_classes=payload["num_classes"])
-    state = {}
-    for name, value in payload["tensors"].items():
-        state[name] = _dense_from_csr(name, value, path) if isinstance(value, dict) else value
-    try:
-        model.load_state_dict(state)
-    except RuntimeError:
-        raise UserError(
-            f"{path} does not fit the registered model {payload['model']!r}; export it again."
-        ) from None
-    model.eval()
-    return model
+    return payload
+
+
+def _damaged(path: str | os.PathLike, problem: str) -> UserError:
+    return UserError(f"{path} is damaged: {problem}; export the model again.")
+
+
+def _checked_header(payload: dict[str, Any], path: str | os.PathLike) -> tuple[str, int]:
+    model, num_classes = payload.get("model"), payload.get("num_classes")
+    if not isinstance(model, str) or model not in list_models():
+        raise _damaged(path, f"it names no registered model ({model!r})")
+    valid = isinstance(num_classes, int) and not isinstance(num_classes, bool)
+    if not valid or not 0 < num_classes <= 10**6:
+        raise _damaged(path, f"its number of classes is {num_classes!r}")
+    return model, num_classes
+
+
+def _restored(
+    name: str, value: Any, reference: torch.Tensor, path: str | os.PathLike
+) -> torch.Tensor:
+    """The stored tensor ``name``, checked against the model's before it is rebuilt."""
+    if isinstance(value, torch.Tensor):
+        if value.shape != reference.shape or value.dtype != reference.dtype:
+            raise _damaged(path, f"{name!r} is {value.dtype} {tuple(value.shape)}, not "
+                                 f"{reference.dtype} {tuple(reference.shape)}")  # fmt: skip
+        return value
+    if not isinstance(value, dict) or set(value) != CSR_KEYS:
+        raise _damaged(path, f"{name!r} is neither a tensor nor a CSR weight")
+    if value["shape"] != list(reference.shape):
+        raise _damaged(path, f"the sparse weight {name!r} has shape {value['shape']!r}")
+    rows, row_size = reference.shape[0], reference[0].numel() if reference.dim() else 1
+    offsets, columns, values = _checked_csr(name, value, rows, reference.dtype, path)
+    if not _consistent(offsets, columns, values, row_size):
+        raise _damaged(path, f"the sparse weight {name!r} has inconsistent indices")
+    dense = torch.zeros(rows, row_size, dtype=values.dtype)
+    dense[torch.repeat_interleave(torch.arange(rows), offsets.diff()), columns] = values
+    return dense.reshape(reference.shape)
+
+
+def _checked_csr(name: str, value: dict, rows: int, dtype: torch.dtype, path) -> tuple:
+    offsets, columns, values = value["crow_indices"], value["col_indices"], value["values"]
+    for part, tensor, types in (("crow_indices", offsets, INDEX_TYPES),
+                                ("col_indices", columns, INDEX_TYPES), ("values", values, (dtype,))):  # fmt: skip
+        if not isinstance(tensor, torch.Tensor) or tensor.dim() != 1 or tensor.dtype not in types:
+            raise _damaged(path, f"{part} of the sparse weight {name!r} is not a 1-D tensor of "
+                                 f"{' or '.join(map(str, types))}")  # fmt: skip
+    if offsets.numel() != rows + 1:
+        raise _damaged(path, f"the sparse weight {name!r} has inconsistent indices")
+    return offsets.long(), columns.long(), values
+
+
+def _consistent(
+    offsets: torch.Tensor, columns: torch.Tensor, values: torch.Tensor, row_size: int
+) -> bool:
+    """Row offsets from 0 to the entry count, columns in range, strictly increasing per row."""
+    if int(offsets[0]) != 0 or not bool((offsets.diff() >= 0).all()):
+        return False
+    if not int(offsets[-1]) == columns.numel() == values.numel():
+        return False
+    if columns.numel() == 0:
+        return True
+    if int(columns.min()) < 0 or int(columns.max()) >= row_size:
+        return False
+    rows = torch.repeat_interleave(torch.arange(offsets.numel() - 1), offsets.diff())
+    same_row = rows[1:] == rows[:-1]
+    return bool((columns.diff()[same_row] > 0).all())
