@@ -2,6 +2,7 @@
 
 import errno
 import json
+import os
 
 import pytest
 import torch
@@ -158,6 +159,7 @@ OPTIMIZERS = {
 }
 
 
+@pytest.mark.filterwarnings("ignore:density .* leaves")
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     method=st.sampled_from([*sm.METHODS, "magic"]),
@@ -207,3 +209,48 @@ def test_random_options_either_train_exactly_or_fail_with_a_documented_error(
         assert sparsifier.nonzero_count() >= sparsifier.target_nonzero_count()
     else:
         assert sparsifier.nonzero_count() == sparsifier.target_nonzero_count()
+
+
+def test_misleading_situations_get_messages_that_say_what_happened(tmp_path, capsys):
+    lazy = torch.nn.Sequential(torch.nn.LazyLinear(4))
+    with pytest.raises(sm.UserError, match="lazy layer whose weights do not exist yet"):
+        sm.SparseMomentum(lazy, torch.optim.SGD(lazy.parameters(), lr=0.1, momentum=0.9),
+                          density=0.5, total_steps=10)  # fmt: skip
+    (tmp_path / "file").write_text("not a folder")
+    arguments = ["train", "--epochs", "1", "--data-dir", str(tmp_path / "file")]
+    assert main(arguments) == 2
+    assert "the data folder" in capsys.readouterr().err
+    for bad in (["--lr", "nan"], ["--weight-decay", "nan"]):
+        assert main(["train", *bad]) == 2
+        assert "got nan" in capsys.readouterr().err
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text('["not", "settings"]')
+    (run / "checkpoint.pt").write_bytes(b"")
+    assert main(["train", "--resume", str(run)]) == 2
+    assert "is damaged (not a mapping of settings)" in capsys.readouterr().err
+    (run / "config.json").write_text('{"epochs": "ten"}')
+    assert main(["train", "--resume", str(run)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_a_checkpoint_path_that_is_a_folder_is_named(tmp_path):
+    (tmp_path / "checkpoint.pt").mkdir()
+    with pytest.raises(sm.UserError, match="checkpoint.pt is a folder, not a checkpoint file"):
+        checkpoint_module.save_checkpoint(tmp_path, {"epoch": 1})
+
+
+def test_files_written_atomically_honour_the_umask(tmp_path):
+    from sparsemomentum.atomic import atomic_file
+
+    previous = os.umask(0o022)
+    try:
+        with atomic_file(tmp_path / "a.json", "w") as out:
+            out.write("{}")
+        os.umask(0o077)
+        with atomic_file(tmp_path / "b.json", "w") as out:
+            out.write("{}")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o600

@@ -165,3 +165,37 @@ def test_a_folder_without_runs_is_a_clear_error(tmp_path, capsys):
     assert "no finished runs (summary.json) under" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "does not exist; pass a run folder or a sweep folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "damage, why",
+    [
+        (lambda f: (f / "summary.json").write_text(""), "not JSON"),
+        (lambda f: (f / "summary.json").write_text('{"model": "lenet300-1'), "not JSON"),
+        (lambda f: (f / "summary.json").write_text('{"model": "lenet300-100"}'), "no 'dataset'"),
+    ],
+)
+def test_damaged_runs_are_skipped_with_one_warning_each(sweep, tmp_path, damage, why):
+    broken = sweep / "lenet300-100" / "mnist" / "set" / "d0.01" / "s1"
+    damage(broken)
+    with open(sweep / "lenet300-100/mnist/set/d0.01/s0/metrics.jsonl", "a") as out:
+        out.write('{"epoch": 4, "validation_acc')  # a line cut short by a kill
+    with pytest.warns(UserWarning, match=f"skipping {broken}: .*{why}"):
+        report = write_report(sweep).read_text()
+    assert table_rows(report)["set"][0] == "2.50 (1)"
+
+
+def test_runs_of_different_recipes_are_not_averaged_together(tmp_path):
+    root = tmp_path / "runs"
+    write_run(root / "a", "sparse-momentum", 0.05, 0, 1.0, epochs=1)
+    write_run(root / "b", "sparse-momentum", 0.05, 0, 2.0, epochs=3)
+    write_run(root / "c", "sparse-momentum", 0.05, 1, 3.0, epochs=3)
+    rows = table_rows(write_report(root).read_text())
+    assert rows["sparse-momentum (epochs=1)"][0] == "1.00 (1)"
+    assert rows["sparse-momentum (epochs=3)"][0] == "2.50 ± 0.50 (2)"
+
+
+def test_report_out_naming_a_file_is_one_sentence(sweep, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert main(["report", str(sweep), "--out", str(tmp_path / "file")]) == 2
+    assert "--out " in capsys.readouterr().err

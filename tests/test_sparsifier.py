@@ -180,6 +180,7 @@ def test_dense_growing_layer_is_guarded_from_pruning():
     ] == pytest.approx(0.1)
 
 
+@pytest.mark.filterwarnings("ignore:density .* leaves")
 @settings(max_examples=40, deadline=None)
 @given(
     sizes=st.lists(st.integers(1, 40), min_size=2, max_size=5),

@@ -179,7 +179,8 @@ def test_results_csv_has_one_row_per_finished_run_and_failures_are_reported_last
     experiment = load_experiment(write_experiment(tmp_path), out=tmp_path / "out")
     with pytest.raises(
         UserError,
-        match=r"1 of 10 runs failed, first lenet300-100/mnist/set/d0.05/s1: the training loss became nan",
+        match=r"1 of 10 runs failed, first lenet300-100/mnist/set/d0.05/s1: the training loss "
+        r"became nan",
     ):
         run_sweep(experiment, trainer=fake_train)
     with open(experiment.out / "results.csv") as handle:
@@ -409,7 +410,10 @@ def test_experiment_files_refuse_what_makes_no_sense_in_a_grid(text, message, tm
 
 
 def test_numbers_are_accepted_where_the_command_line_takes_numbers(tmp_path):
-    text = "[base]\nlr_milestones = [1, 2]\nupdate_interval = 100\nprune_rate = 0\n[grid]\nseed = [0]\n"
+    text = (
+        "[base]\nlr_milestones = [1, 2]\nupdate_interval = 100\nprune_rate = 0\n"
+        "[grid]\nseed = [0]\n"
+    )
     (run,) = load_experiment(write_experiment(tmp_path, text), out=tmp_path / "out").runs
     assert run.config.lr_milestones == [1, 2]
     assert run.config.method_options == {"update_interval": 100, "prune_rate": 0.0}

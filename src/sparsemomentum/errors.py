@@ -21,6 +21,8 @@ def check_choice(option: str, value: str, choices) -> str:
 def check_interval(option: str, value: float, interval: str, advice: str = "") -> float:
     """Return ``value`` if it lies in ``interval`` (written "(0, 1]", "[0, 1)", "[1, inf)"),
     else raise a UserError that says where it must lie; NaN lies in no interval."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UserError(f"{option} must be a number, got {value!r}.")
     low_text, high_text = (part.strip() for part in interval[1:-1].split(","))
     low, high = float(low_text), float(high_text)
     above = value >= low if interval[0] == "[" else value > low

@@ -186,8 +186,12 @@ def _restored(
 
 def _checked_csr(name: str, value: dict, rows: int, dtype: torch.dtype, path) -> tuple:
     offsets, columns, values = value["crow_indices"], value["col_indices"], value["values"]
-    for part, tensor, types in (("crow_indices", offsets, INDEX_TYPES),
-                                ("col_indices", columns, INDEX_TYPES), ("values", values, (dtype,))):  # fmt: skip
+    parts = (
+        ("crow_indices", offsets, INDEX_TYPES),
+        ("col_indices", columns, INDEX_TYPES),
+        ("values", values, (dtype,)),
+    )
+    for part, tensor, types in parts:
         if not isinstance(tensor, torch.Tensor) or tensor.dim() != 1 or tensor.dtype not in types:
             raise _damaged(path, f"{part} of the sparse weight {name!r} is not a 1-D tensor of "
                                  f"{' or '.join(map(str, types))}")  # fmt: skip

@@ -8,43 +8,22 @@ sweep variant, a column a density, and seeds are what the mean and standard erro
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 from ..algorithms import METHODS
 from ..errors import UserError
-from ..runs import RunFolder, arm_from_path, density_folder, read_metrics, write_atomically
+from ..runs import density_folder, write_atomically
 from .paper import CITATION, paper_error
 from .plots import pyplot, save_figure
+from .records import RunRecord, find_runs
 
 DEFAULT_DENSITY = 0.05
 REPORT = "report.md"
-
-
-@dataclass
-class RunRecord:
-    path: Path
-    label: str
-    summary: dict[str, Any]
-
-    @property
-    def dense(self) -> bool:
-        return self.summary["method"] == "dense"
-
-    @property
-    def density(self) -> float:
-        return round(self.summary["density"], 6)
-
-    @cached_property
-    def metrics(self) -> list[dict[str, Any]]:
-        return read_metrics(self.path) if (self.path / RunFolder.METRICS).exists() else []
 
 
 @dataclass(frozen=True)
@@ -63,29 +42,6 @@ class Cell:
     def __str__(self) -> str:
         spread = f" ± {self.se:.2f}" if self.se is not None else ""
         return f"{self.mean:.2f}{spread} ({self.n})"
-
-
-def find_runs(root: str | os.PathLike) -> list[RunRecord]:
-    """Every finished run at or below ``root``, labelled by its sweep variant or else its method."""
-    root = Path(root)
-    if not root.exists():
-        raise UserError(f"{root} does not exist; pass a run folder or a sweep folder.")
-    runs = []
-    for summary_file in sorted(root.rglob(RunFolder.SUMMARY)):
-        run_dir = summary_file.parent
-        summary = json.loads(summary_file.read_text())
-        config_file = run_dir / RunFolder.CONFIG
-        label = (
-            arm_from_path(run_dir, json.loads(config_file.read_text()))
-            if config_file.exists()
-            else None
-        )
-        runs.append(RunRecord(run_dir, label or summary["method"], summary))
-    if not runs:
-        raise UserError(
-            f"no finished runs (summary.json) under {root}; train some with `sparsemomentum sweep` or `train` first."
-        )
-    return runs
 
 
 class Group:
@@ -130,12 +86,14 @@ class Group:
         return best
 
     def figure_density(self, requested: float | None) -> float:
-        """The density of figures (a) and (b): the requested one, else 5 %, else the nearest sparse one."""
+        """The density of figures (a) and (b): the requested one, else 5 %, else the nearest
+        sparse one."""
         sparse = sorted({run.density for run in self.runs if not run.dense}) or self.densities
         if requested is not None:
             if round(requested, 6) not in self.densities:
+                choices = ", ".join(f"{d:g}" for d in self.densities)
                 raise UserError(
-                    f"no runs at density {requested:g} for {self.title}; choose one of: {', '.join(f'{d:g}' for d in self.densities)}."
+                    f"no runs at density {requested:g} for {self.title}; choose one of: {choices}."
                 )
             return round(requested, 6)
         return min(sparse, key=lambda density: abs(math.log(density / DEFAULT_DENSITY)))
@@ -326,6 +284,8 @@ def write_report(
     """Write report.md and its PNG figures into ``out`` (default: ``root``); returns report.md."""
     runs = find_runs(root)
     out = Path(out) if out is not None else Path(root)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; pass a folder for report.md and the figures.")
     out.mkdir(parents=True, exist_ok=True)
     grouped: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
     for run in runs:
@@ -334,8 +294,9 @@ def write_report(
     lines = [
         "# Report",
         "",
-        f"{len(runs)} finished runs under `{root}`. Test error in % as mean ± standard error over seeds "
-        f"(number of runs); *paper*: the value reported by {CITATION}, where there is one.",
+        f"{len(runs)} finished runs under `{root}`. Test error in % as mean ± standard error "
+        f"over seeds (number of runs); *paper*: the value reported by {CITATION}, where there "
+        "is one.",
     ]
     for (model, dataset), members in sorted(grouped.items()):
         group = Group(model, dataset, members)

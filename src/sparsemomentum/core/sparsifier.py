@@ -274,8 +274,10 @@ class Sparsifier:
 
     def summary(self) -> str:
         """What is sparse and what stays dense, and why: one line per tensor."""
-        lines = [f"{type(self).__name__}: {self.target_nonzero_count():,} of {self.sparse_size:,}"
-                 f" weights ({self.density:.2%}) in {len(self.weights)} sparse tensors"]  # fmt: skip
+        lines = [
+            f"{type(self).__name__}: {self.target_nonzero_count():,} of {self.sparse_size:,} "
+            f"weights ({self.density:.2%}) in {len(self.weights)} sparse tensors"
+        ]
         for name, density in self.layer_densities().items():
             lines.append(f"  sparse {name} {tuple(self.weights[name].shape)}: {density:.2%}")
         for name, reason in self.dense_tensors.items():

@@ -69,6 +69,11 @@ def choose_targets(
         if not isinstance(module, kinds) or not isinstance(weight, nn.Parameter):
             continue
         name = f"{module_name}.weight" if module_name else "weight"
+        if isinstance(weight, nn.parameter.UninitializedParameter):
+            raise UserError(
+                f"{name} belongs to a lazy layer whose weights do not exist yet; run one forward "
+                "pass with a batch before building the sparsifier."
+            )
         if id(weight) in seen:
             continue  # tied: one mask per tensor, under its first name
         seen.add(id(weight))

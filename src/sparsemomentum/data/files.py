@@ -22,12 +22,19 @@ DATA_DIR_VARIABLE = "SPARSEMOMENTUM_DATA"
 
 def data_root(data_dir: str | os.PathLike | None = None) -> Path:
     """``data_dir`` if given, else ``$SPARSEMOMENTUM_DATA``, else
-    ``~/.cache/sparsemomentum/data``."""
+    ``~/.cache/sparsemomentum/data``; refused if it names a file."""
     if data_dir is not None:
-        return Path(data_dir).expanduser()
-    if os.environ.get(DATA_DIR_VARIABLE):
-        return Path(os.environ[DATA_DIR_VARIABLE]).expanduser()
-    return Path.home() / ".cache" / "sparsemomentum" / "data"
+        root = Path(data_dir).expanduser()
+    elif os.environ.get(DATA_DIR_VARIABLE):
+        root = Path(os.environ[DATA_DIR_VARIABLE]).expanduser()
+    else:
+        root = Path.home() / ".cache" / "sparsemomentum" / "data"
+    if root.exists() and not root.is_dir():
+        raise UserError(
+            f"the data folder {root} is a file; pass the folder that holds mnist/, "
+            "fashion-mnist/, cifar10/, ... (--data-dir or $SPARSEMOMENTUM_DATA)."
+        )
+    return root
 
 
 def md5_of(path: Path) -> str:

@@ -58,16 +58,18 @@ def _feed(digest: Any, value: Any) -> None:
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
     current = run_dir / CHECKPOINT
+    for path in (current, run_dir / PREVIOUS):
+        if path.is_dir():
+            raise UserError(
+                f"{path} is a folder, not a checkpoint file; move it away, then resume with "
+                "--resume."
+            )
     payload = {"format": FORMAT, "sha256": content_digest(state), "state": state}
     try:
         with atomic_file(current) as out:
             torch.save(payload, out)
             if current.exists():  # the new one is complete: keep the old one until it replaces it
                 os.replace(current, run_dir / PREVIOUS)
-    except IsADirectoryError:
-        raise UserError(
-            f"{current} is a folder, not a checkpoint file; move it away, then resume with --resume."
-        ) from None
     except OSError as error:
         raise UserError(
             f"cannot write a checkpoint into {run_dir} ({error.strerror}); free disk space or "

@@ -155,6 +155,8 @@ class TrainConfig:
             raise UserError(
                 f"{path} is damaged (not JSON); the run cannot be resumed, start it again."
             ) from None
+        if not isinstance(saved, dict):
+            raise UserError(f"{path} is damaged (not a mapping of settings); start the run again.")
         saved.pop("resolved", None)
         given = {k: v for k, v in overrides.items() if v is not None}  # unset flags keep the run's
         return cls.from_settings({**saved, **given, "resume": str(run_dir), "out": str(run_dir)})

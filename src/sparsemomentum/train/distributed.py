@@ -95,8 +95,9 @@ def check_masks_agree(masks: dict[str, torch.Tensor], group: ProcessGroup) -> No
     ]
     if disagreeing:
         raise MaskDivergence(
-            f"the masks of rank(s) {disagreeing} differ from rank 0's after a mask update; the run is stopped "
-            "so no rank trains on a different mask (check that every rank uses the same seed and code)."
+            f"the masks of rank(s) {disagreeing} differ from rank 0's after a mask update; the run "
+            "is stopped so no rank trains on a different mask (check that every rank uses the "
+            "same seed and code)."
         )
 
 

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 from ..algorithms import method_options
 from ..errors import UserError
-from ..runs import CHECKPOINT, RunFolder, run_path
+from ..runs import CHECKPOINT, NOT_RESULT_SETTINGS, RunFolder, run_path
 from .config import TrainConfig
 
 TABLES = ("base", "grid", "variant")
@@ -34,8 +34,6 @@ TABLES = ("base", "grid", "variant")
 LAYOUT_AXES = ("model", "dataset", "method", "density", "seed")
 # Chosen by the sweep for each run, so an experiment file may not set them.
 SWEEP_OWNED = ("out", "overwrite", "resume")
-# Settings that cannot change a run's numbers: a run trained with other values still counts.
-NOT_RESULTS = ("out", "overwrite", "resume", "data_dir", "download", "threads", "device")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]*")
 _WORDS = {float: "a number", int: "an integer", str: "a string", bool: "true or false"}
 
@@ -138,7 +136,7 @@ def differences(run_dir: Path, config: TrainConfig) -> list[tuple[str, Any, Any]
     return [
         (key, saved.get(key), value)
         for key, value in wanted.items()
-        if key not in NOT_RESULTS and key in saved and saved[key] != value
+        if key not in NOT_RESULT_SETTINGS and key in saved and saved[key] != value
     ]
 
 

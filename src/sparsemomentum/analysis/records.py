@@ -1,0 +1,106 @@
+"""Finished runs as a report sees them: found under any folder, damaged ones skipped with a
+warning, and labelled so that only runs of one recipe are averaged.
+
+A run's *recipe* is everything in its config.json that can change its result, except the
+seed (what a mean and standard error run over) and the density (a table's columns). Runs
+that share a label (their sweep arm, or else their method) but not a recipe, e.g. a 1-epoch
+and a 3-epoch run of sparse momentum, are told apart by the settings in which they differ.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from ..runs import NOT_RESULT_SETTINGS, RunFolder, arm_from_path, read_metrics, read_summary
+
+# Not part of a recipe: the axes a report averages over or lays out, and bookkeeping.
+_NOT_RECIPE = {*NOT_RESULT_SETTINGS, "seed", "density", "method", "resolved"}
+
+
+@dataclass
+class RunRecord:
+    path: Path
+    label: str
+    summary: dict[str, Any]
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dense(self) -> bool:
+        return self.summary["method"] == "dense"
+
+    @property
+    def density(self) -> float:
+        return round(self.summary["density"], 6)
+
+    @property
+    def recipe(self) -> dict[str, Any]:
+        source = self.config or {"epochs": self.summary.get("epochs")}
+        return {k: v for k, v in source.items() if k not in _NOT_RECIPE}
+
+    def setting(self, name: str) -> Any:
+        """A setting of this run: from config.json, else the summary."""
+        return self.config.get(name, self.summary.get(name))
+
+    @cached_property
+    def metrics(self) -> list[dict[str, Any]]:
+        return read_metrics(self.path) if (self.path / RunFolder.METRICS).exists() else []
+
+
+def _read_config(run_dir: Path) -> dict[str, Any]:
+    try:
+        config = json.loads((run_dir / RunFolder.CONFIG).read_text())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def find_runs(root: str | os.PathLike) -> list[RunRecord]:
+    """Every finished run at or below ``root``, labelled by its sweep variant or else its
+    method; a run whose files are damaged is skipped with a one-line warning."""
+    root = Path(root)
+    if not root.exists():
+        raise UserError(f"{root} does not exist; pass a run folder or a sweep folder.")
+    runs = []
+    for summary_file in sorted(root.rglob(RunFolder.SUMMARY)):
+        run_dir = summary_file.parent
+        try:
+            summary = read_summary(run_dir)
+        except UserError as error:
+            warnings.warn(f"skipping {run_dir}: {error}", stacklevel=2)
+            continue
+        config = _read_config(run_dir)
+        label = arm_from_path(run_dir, config) if {"seed", "density"} <= set(config) else None
+        runs.append(RunRecord(run_dir, label or summary["method"], summary, config))
+    if not runs:
+        raise UserError(
+            f"no finished runs (summary.json) under {root}; train some with `sparsemomentum "
+            "sweep` or `train` first."
+        )
+    _tell_recipes_apart(runs)
+    return runs
+
+
+def _tell_recipes_apart(runs: list[RunRecord]) -> None:
+    """Append the differing settings to the labels of runs that share a label, not a recipe."""
+    by_label: dict[tuple[str, str, str], list[RunRecord]] = defaultdict(list)
+    for run in runs:
+        by_label[run.summary["model"], run.summary["dataset"], run.label].append(run)
+    for members in by_label.values():
+        recipes = [run.recipe for run in members]
+        keys = sorted({key for recipe in recipes for key in recipe})
+        varying = [
+            k for k in keys if len({json.dumps(r.get(k), sort_keys=True) for r in recipes}) > 1
+        ]
+        if not varying:
+            continue
+        for run, recipe in zip(members, recipes):
+            settings = ", ".join(f"{key}={recipe.get(key)}" for key in varying)
+            run.label = f"{run.label} ({settings})"
