@@ -89,6 +89,7 @@ def test_momentum_window_turns_dense_gradients_on_only_before_updates():
     ]
 
 
+@pytest.mark.filterwarnings("ignore:the sparse backend computes dense weight gradients")
 def test_epoch_updates_learn_their_period_and_keep_dense_gradients_until_then():
     flags = epoch_wise_flags(period={})
     assert flags[:10] == [True] * 10  # first epoch: period unknown, so stay exact
@@ -283,3 +284,22 @@ def test_sparsifier_gradient_clipping_clips_both_backends_alike(clip):
         torch.allclose(masked.weights[n], sparse.weights[n], atol=1e-6) for n in masked.weights
     )
     assert agree == (clip == "sparsifier")
+
+
+@pytest.mark.parametrize(
+    "options, warns",
+    [({}, True), ({"steps_per_epoch": 10}, False), ({"update_interval": 10}, False),
+     ({"growth": "random"}, False)],
+)  # fmt: skip
+def test_the_sparse_backend_warns_when_it_cannot_place_its_window(options, warns):
+    import warnings
+
+    model = mlp(30, 40, 5)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sm.SparseMomentum(
+            model, optimizer, density=0.2, total_steps=100, backend="sparse", **options
+        )
+    messages = [str(w.message) for w in caught]
+    assert any("pass steps_per_epoch=len(loader)" in m for m in messages) == warns

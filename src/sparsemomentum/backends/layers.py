@@ -223,8 +223,9 @@ def sparsify_layers(
             continue
         if "forward" in module.__dict__:
             raise UserError(
-                f"{module_name or 'the model'} already has its own forward; remove the earlier "
-                "handle first."
+                f"{module_name or 'the model'} already runs on sparse kernels (another sparsifier "
+                "or handle switched it); use one sparsifier per model, or call remove() on the "
+                "earlier handle first."
             )
         forwards[name] = _SparseForward(module, dense_weight_gradient)
     handle = SparseLayersHandle(forwards, dense, max_density, min_weights)

@@ -29,6 +29,7 @@ class SparseBackend(MaskedBackend):
     """
 
     name = "sparse"
+    uses_gradient_window = True
 
     def __init__(self, max_density: float | None = None, min_weights: int = DEFAULT_MIN_WEIGHTS):
         self.max_density = max_density

@@ -24,6 +24,8 @@ class Backend:
     """What a sparsifier asks of a backend; :class:`MaskedBackend` is the reference."""
 
     name = "backend"
+    # Whether dense weight gradients cost extra here, so that set_dense_gradient matters.
+    uses_gradient_window = False
 
     def attach(
         self,

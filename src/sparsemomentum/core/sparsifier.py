@@ -97,6 +97,8 @@ class Sparsifier:
         self.backend = create_backend(self.backend)
         self.backend.attach(self.model, self.optimizer, self.weights, self.masks)
         self.backend.set_dense_gradient(self.dense_gradient_needed())
+        if self.backend.uses_gradient_window and self.dense_gradient_window():
+            self._warn_about_unknown_period()
 
     # ----------------------------------------------------------------- checks
     def validate(self) -> None:
@@ -211,6 +213,15 @@ class Sparsifier:
         self.update_count += 1
         self.history.append(report)
         return report
+
+    def _warn_about_unknown_period(self) -> None:
+        if self.schedule.epoch_wise and self.steps_per_epoch is None:
+            warnings.warn(
+                f"the {self.backend.name} backend computes dense weight gradients in every step "
+                "until the first mask update reveals the epoch length; pass "
+                "steps_per_epoch=len(loader) so that it does so only before each update.",
+                stacklevel=4,
+            )
 
     def _warn_about_empty_layers(self) -> None:
         empty = [name for name, mask in self.masks.items() if not bool(mask.any())]
