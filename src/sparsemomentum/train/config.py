@@ -99,7 +99,9 @@ class TrainConfig:
     download: bool = option(True, "download missing data files from the public mirrors")
     out: str | None = option(None, "run folder for config.json, metrics.jsonl, summary.json, plots")
     overwrite: bool = option(False, "replace the contents of an existing run folder")
-    threads: int | None = option(None, "CPU threads for torch (default: torch's own choice)")
+    threads: int | None = option(
+        None, "CPU threads (default: the cores other processes leave idle, checked every epoch)"
+    )
     device: str | None = option(None, "cpu or cuda (default: cuda when available)")
     amp: bool = option(
         False, "mixed precision: bfloat16 autocast on CPU, float16 with a gradient scaler on CUDA"

@@ -31,6 +31,7 @@ from ..runs import CHECKPOINT, RunFolder, load_checkpoint, read_summary
 from . import checkpoint, distributed
 from .config import TrainConfig
 from .state import Position, Training
+from .threads import idle_cores
 
 
 class TrainingDiverged(UserError):
@@ -177,6 +178,8 @@ def train_epoch(training: Training, epoch: int, position: Position) -> float:
     Returns the validation accuracy.
     """
     config, sparsifier = training.config, training.sparsifier
+    if config.threads is None:  # the cores other processes leave idle, checked every epoch
+        torch.set_num_threads(idle_cores() or torch.get_num_threads())
     epoch_started = time.perf_counter()
     epoch_shuffle_state = training.shuffle.get_state()
     training.network.train()
@@ -210,6 +213,7 @@ def train_epoch(training: Training, epoch: int, position: Position) -> float:
         "nonzero": sparsifier.nonzero_count(),
         "layer_density": sparsifier.layer_densities(),
         "seconds": time.perf_counter() - epoch_started,
+        "threads": torch.get_num_threads(),
     }
     if training.folder:
         training.folder.append_metrics(record)
@@ -260,7 +264,8 @@ def _print_epoch(record: dict[str, Any], density: float) -> None:
     tqdm.write(
         f"epoch {record['epoch']:3d}  loss {record['train_loss']:.4f}  "
         f"val acc {record['validation_accuracy']:6.2f} %  density {density:.4f}  "
-        f"prune rate {record['prune_rate']:.3f}  {record['seconds']:.1f} s"
+        f"prune rate {record['prune_rate']:.3f}  {record['seconds']:.1f} s, "
+        f"{record['threads']} thread{'s' if record['threads'] > 1 else ''}"
     )
 
 
