@@ -18,7 +18,7 @@ ALLOWED = {
     "atomic": set(),
     "core": {"errors"},
     "runs": {"errors", "atomic"},
-    "models": {"errors"},
+    "models": {"errors", "backends", "core"},
     "data": {"errors", "atomic"},
     "algorithms": {"core", "errors"},
     "backends": {"core", "errors"},

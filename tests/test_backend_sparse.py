@@ -385,3 +385,25 @@ def test_default_density_limits_follow_the_layer_kind():
     assert "above 20%" in handle.dense["2.weight"]
     handle.rebuild({name: torch.ones_like(mask) for name, mask in masks.items()})
     assert handle.sparse == {} and "above 50%" in handle.dense["0.weight"]
+
+
+def test_hash_dropout_keeps_the_right_fraction_independently_and_its_gradient_uses_the_same_mask():
+    from sparsemomentum.backends.dropout import Dropout, dropout
+
+    torch.manual_seed(0)
+    inputs = torch.randn(64, 32, 16, 16).abs().add_(0.1).requires_grad_()
+    torch.manual_seed(5)
+    outputs = dropout(inputs, 0.3, True)
+    kept = outputs != 0
+    assert abs(float(kept.float().mean()) - 0.7) < 0.005  # 524,288 draws: SE 0.0006
+    assert torch.allclose(outputs[kept], inputs[kept] / 0.7)
+    flat = kept.flatten().float()
+    neighbours = float(((flat[1:] - 0.7) * (flat[:-1] - 0.7)).mean() / flat.var())
+    assert abs(neighbours) < 0.01  # no correlation between consecutive elements
+    outputs.backward(torch.ones_like(outputs))
+    assert torch.equal(inputs.grad != 0, kept)
+    torch.manual_seed(5)
+    again = dropout(inputs.detach(), 0.3, True)
+    assert torch.equal(again, outputs.detach())  # reproducible from torch's seed
+    layer = Dropout(0.3).eval()
+    assert layer(inputs) is inputs

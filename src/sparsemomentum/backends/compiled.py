@@ -47,7 +47,9 @@ def _sources() -> list[Path]:
 
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-fPIC", "-shared"]
 _i64, _i32, _f32, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_float, ctypes.c_void_p
+_u64, _u32 = ctypes.c_uint64, ctypes.c_uint32
 _SIGNATURES = {
+    "sm_dropout": [_i64, _ptr, _ptr, _u64, _u32, _f32, _i32],
     "sm_spmm": [
         _i64,
         _i64,
@@ -339,3 +341,11 @@ def conv2d_backward(
         _address(grad_weight),
         torch.get_num_threads(),
     )
+
+
+def dropout(x: torch.Tensor, out: torch.Tensor, seed: int, keep: float) -> torch.Tensor:
+    """out = x * mask / keep, the mask a hash of (seed, index) (csrc/dropout.c); contiguous."""
+    threshold = min(1 << 24, round(keep * (1 << 24)))
+    library().sm_dropout(x.numel(), x.data_ptr(), out.data_ptr(), seed, threshold, 1.0 / keep,
+                         torch.get_num_threads())  # fmt: skip
+    return out

@@ -3,7 +3,9 @@ reference code.
 
 WRN-d-k: a 3x3 stem of 16 channels, three stages of (d - 4) / 6 pre-activation basic
 blocks with 16k, 32k and 64k channels (strides 1, 2, 2), then BatchNorm, ReLU, global
-average pooling and one linear layer. Dropout sits between a block's two convolutions.
+average pooling and one linear layer. Dropout sits between a block's two convolutions; it
+draws its mask in parallel from a hash of (seed, index) (``backends.dropout``), the same
+distribution as ``nn.Dropout`` but, on the CPU, a twentieth of its time.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import math
 import torch
 from torch import nn
 
+from ..backends.dropout import Dropout
 from ..errors import UserError
 from .registry import register_model
 
@@ -29,7 +32,7 @@ class WideBasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(in_channels)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_channels)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
         self.shortcut = (
             None

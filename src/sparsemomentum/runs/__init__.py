@@ -11,7 +11,7 @@ from .folder import RunFolder, is_run_file, read_metrics, read_summary, write_at
 from .layout import NOT_RESULT_SETTINGS, arm_from_path, density_folder, run_path
 
 __all__ = [
-    "CHECKPOINT", "NOT_RESULT_SETTINGS", "PREVIOUS", "NoCheckpoint", "RunFolder", "arm_from_path", "density_folder",
-    "is_run_file", "load_checkpoint", "read_metrics", "read_summary", "run_path",
-    "save_checkpoint", "write_atomically",
+    "CHECKPOINT", "NOT_RESULT_SETTINGS", "PREVIOUS", "NoCheckpoint", "RunFolder",
+    "arm_from_path", "density_folder", "is_run_file", "load_checkpoint", "read_metrics",
+    "read_summary", "run_path", "save_checkpoint", "write_atomically",
 ]  # fmt: skip

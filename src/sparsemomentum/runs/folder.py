@@ -45,7 +45,9 @@ class RunFolder:
                 )
             return
         if self.path.exists() and not self.path.is_dir():
-            raise UserError(f"the output path {self.path} is a file; choose a folder name for --out.")
+            raise UserError(
+                f"the output path {self.path} is a file; choose a folder name for --out."
+            )
         if self.path.is_dir() and any(self.path.iterdir()):
             self._clear_for_overwrite(overwrite)
         try:
@@ -62,7 +64,9 @@ class RunFolder:
                 f"the run folder {self.path} already exists; choose another --out or pass "
                 "--overwrite."
             )
-        if not any((self.path / name).exists() for name in (self.CONFIG, self.METRICS, self.SUMMARY)):
+        if not any(
+            (self.path / name).exists() for name in (self.CONFIG, self.METRICS, self.SUMMARY)
+        ):
             raise UserError(
                 f"{self.path} is not empty and is not a run folder (no config.json or "
                 "metrics.jsonl), so --overwrite will not delete it; choose another --out."
