@@ -46,14 +46,16 @@ def density_strategy():
 
 @settings(max_examples=150, deadline=None)
 @given(
-    batch=st.integers(1, 5),
+    # up to 20: full and partial blocks of the 16 samples small planes interleave
+    batch=st.integers(1, 20),
     in_channels=st.integers(1, 6),
     out_channels=st.integers(1, 6),
     kernel=st.tuples(st.integers(1, 4), st.integers(1, 4)),
     stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
     padding=st.tuples(st.integers(0, 2), st.integers(0, 2)),
     dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)),
-    extra=st.tuples(st.integers(0, 9), st.integers(0, 9)),
+    # up to 24 wide: planes of fewer and of more than 64 positions (interleaved or not)
+    extra=st.tuples(st.integers(0, 20), st.integers(0, 20)),
     density=density_strategy(),
     with_bias=st.booleans(),
     dense_weight_gradient=st.booleans(),

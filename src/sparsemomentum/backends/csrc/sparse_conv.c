@@ -22,10 +22,15 @@
  * Entry points: sm_conv2d_forward, and sm_conv2d_backward for the input gradient, the
  * weight gradient at the non-zeros, or both in one pass over the batch.
  *
- * Threads split the batch (each sample's scratch stays in that core's cache; no atomics:
- * each sample's output and input gradient belong to one thread, and the weight gradient
- * is summed from per-thread partial sums). A batch smaller than `threads` leaves threads idle.
- * `threads` is torch.get_num_threads(), passed by the caller.
+ * Small planes (a 4x4 map is 24 wide positions: 1.5 vectors per tap, half of it junk) are
+ * interleaved over a block of samples: plane position i of sample j sits at i * b + j, so a
+ * tap's loop runs over the same positions of b = 16 samples at once. Every offset is scaled
+ * by b and nothing else changes; b = 1 for planes long enough on their own.
+ *
+ * Threads split the batch into blocks of b samples (each block's scratch stays in that
+ * core's cache; no atomics: each sample's output and input gradient belong to one thread,
+ * and the weight gradient is summed from per-thread partial sums). A batch of fewer blocks
+ * than `threads` leaves threads idle. `threads` is torch.get_num_threads(), from the caller.
  */
 #pragma GCC diagnostic ignored "-Wpsabi"  /* static helpers only: no ABI crosses this file */
 #include <omp.h>
@@ -36,21 +41,28 @@
 /* geometry[] as passed from Python */
 enum { G_N, G_C, G_H, G_W, G_O, G_KH, G_KW, G_SH, G_SW, G_PT, G_PL, G_DH, G_DW, G_OH, G_OW, G_COUNT };
 
+/* Pixel counts (hq, wq, ...) count plane positions; the float offsets derived from them
+ * (row, p, cs, lout, qmax, ...) count floats: positions x b, the samples interleaved. */
 typedef struct {
     int64_t n, c, h, w, o, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow;
     int64_t kk;       /* kh * kw */
     int64_t s2;       /* phases per channel: sh * sw */
-    int64_t hq, wq;   /* phase plane height and width */
-    int64_t p;        /* phase plane size hq * wq */
+    int64_t b;        /* samples interleaved in each plane */
+    int64_t hq, wq;   /* phase plane height and width, in positions */
+    int64_t row;      /* floats per plane row: wq * b */
+    int64_t p;        /* phase plane size in floats: hq * wq * b */
     int64_t pr;       /* p rounded up to the chunk granule */
     int64_t cs;       /* channel stride in the input scratch: s2 * p */
-    int64_t lout, loutr; /* wide output plane oh * wq, and rounded up */
-    int64_t qmax;     /* largest in-plane tap offset */
+    int64_t lout, loutr; /* wide output plane oh * wq * b, and rounded up */
+    int64_t qmax;     /* largest in-plane tap offset, in floats */
     int64_t xlen;     /* input scratch length (with zeroed slack for the junk reads) */
     int64_t e;        /* per-channel stride of the output-gradient scratch: qmax + pr */
 } geometry_t;
 
 #define GRANULE 16  /* = VW below: planes are padded to whole vectors */
+/* Wide output planes shorter than this many positions interleave SMALL_PLANE_BLOCK samples. */
+#define SMALL_PLANE 64
+#define SMALL_PLANE_BLOCK 16
 
 static int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -71,12 +83,14 @@ static geometry_t make_geometry(const int64_t *g)
     const int64_t wp = max64((t.ow - 1) * t.sw + (t.kw - 1) * t.dw + 1, t.w + t.pl);
     t.hq = ceil_div(hp, t.sh);
     t.wq = ceil_div(wp, t.sw);
-    t.p = t.hq * t.wq;
+    t.b = t.oh * t.wq < SMALL_PLANE ? SMALL_PLANE_BLOCK : 1;
+    t.row = t.wq * t.b;
+    t.p = t.hq * t.row;
     t.pr = round_up(t.p, GRANULE);
     t.cs = t.s2 * t.p;
-    t.lout = t.oh * t.wq;
+    t.lout = t.oh * t.row;
     t.loutr = round_up(t.lout, GRANULE);
-    t.qmax = ((t.kh - 1) * t.dh / t.sh) * t.wq + (t.kw - 1) * t.dw / t.sw;
+    t.qmax = (((t.kh - 1) * t.dh / t.sh) * t.wq + (t.kw - 1) * t.dw / t.sw) * t.b;
     t.xlen = t.c * t.cs + t.qmax + t.loutr + GRANULE;
     t.e = t.qmax + t.pr;
     return t;
@@ -89,10 +103,11 @@ static int64_t tap_phase(const geometry_t *t, int64_t r)
     return ((i * t->dh) % t->sh) * t->sw + (j * t->dw) % t->sw;
 }
 
+/* in floats */
 static int64_t tap_offset(const geometry_t *t, int64_t r)
 {
     const int64_t i = r / t->kw, j = r % t->kw;
-    return ((i * t->dh) / t->sh) * t->wq + (j * t->dw) / t->sw;
+    return (((i * t->dh) / t->sh) * t->wq + (j * t->dw) / t->sw) * t->b;
 }
 
 static float *scratch(int64_t count)
@@ -147,46 +162,59 @@ static inline void add_row(float *restrict dst, const float *restrict src, float
     for (; i < count; ++i) dst[i] = src[i] + b;
 }
 
-/* One sample's input [c, h, w] into the zero-padded phase planes of x (length c * cs).
- * Only positions inside the input are written: the padding was zeroed at allocation and
- * no sample ever writes it, so padding costs nothing per sample. */
-static void prepare_input(const geometry_t *t, const float *in, float *x)
+/* Samples 0 .. count-1 of `in` ([count, c, h, w]) into the zero-padded phase planes of x
+ * (length xlen), sample j in lane j of each position. Only positions inside the input are
+ * written: padding was zeroed at allocation and no block ever writes it. A block of fewer
+ * than b samples clears the scratch first, so the missing samples' lanes read zeros. */
+static void prepare_input(const geometry_t *t, const float *in, int64_t count, float *x)
 {
+    if (count < t->b) memset(x, 0, (size_t)t->xlen * sizeof(float));
     for (int64_t a = 0; a < t->sh; ++a) {
         /* plane rows y whose input row y*sh + a - pt lies in [0, h) */
         const int64_t y_lo = min64(t->hq, max64(0, ceil_div(t->pt - a, t->sh)));
         const int64_t y_hi = max64(y_lo, min64(t->hq, ceil_div(t->pt + t->h - a, t->sh)));
-        for (int64_t b = 0; b < t->sw; ++b) {
-            /* plane columns X whose input column X*sw + b - pl lies in [0, w) */
-            const int64_t lo = min64(t->wq, max64(0, ceil_div(t->pl - b, t->sw)));
-            const int64_t hi = max64(lo, min64(t->wq, ceil_div(t->pl + t->w - b, t->sw)));
-            const int64_t count = hi - lo, src_step = t->sh * t->w;
-            if (count <= 0 || y_hi <= y_lo) continue;
-            for (int64_t c = 0; c < t->c; ++c) {
-                float *row = x + c * t->cs + (a * t->sw + b) * t->p + y_lo * t->wq + lo;
-                const float *srow = in + c * t->h * t->w + (y_lo * t->sh + a - t->pt) * t->w;
-                if (t->sw == 1) {
-                    srow += lo - t->pl;
-                    for (int64_t y = y_lo; y < y_hi; ++y, row += t->wq, srow += src_step) copy_row(row, srow, count);
-                } else {
-                    srow += b - t->pl;
-                    for (int64_t y = y_lo; y < y_hi; ++y, row += t->wq, srow += src_step)
-                        for (int64_t xx = 0; xx < count; ++xx) row[xx] = srow[(lo + xx) * t->sw];
+        for (int64_t bp = 0; bp < t->sw; ++bp) {
+            /* plane columns X whose input column X*sw + bp - pl lies in [0, w) */
+            const int64_t lo = min64(t->wq, max64(0, ceil_div(t->pl - bp, t->sw)));
+            const int64_t hi = max64(lo, min64(t->wq, ceil_div(t->pl + t->w - bp, t->sw)));
+            const int64_t width = hi - lo, src_step = t->sh * t->w;
+            if (width <= 0 || y_hi <= y_lo) continue;
+            for (int64_t j = 0; j < count; ++j) {
+                for (int64_t c = 0; c < t->c; ++c) {
+                    float *row = x + c * t->cs + (a * t->sw + bp) * t->p + y_lo * t->row + lo * t->b + j;
+                    const float *srow = in + (j * t->c + c) * t->h * t->w
+                                        + (y_lo * t->sh + a - t->pt) * t->w + lo * t->sw + bp - t->pl;
+                    for (int64_t y = y_lo; y < y_hi; ++y, row += t->row, srow += src_step) {
+                        if (t->b == 1 && t->sw == 1) {
+                            copy_row(row, srow, width);
+                        } else {
+                            for (int64_t xx = 0; xx < width; ++xx) row[xx * t->b] = srow[xx * t->sw];
+                        }
+                    }
                 }
             }
         }
     }
 }
 
-/* One sample's output gradient [o, oh, ow] into the wide planes of d (stride e per channel,
- * data from offset qmax, junk columns and margins zero: they were zeroed at allocation
- * and are never written). */
-static void prepare_output_gradient(const geometry_t *t, const float *dy, float *d)
+/* Samples 0 .. count-1 of the output gradient ([count, o, oh, ow]) into the wide planes of
+ * d (stride e per channel, data from offset qmax, lane j for sample j; junk columns and
+ * margins zero: they were zeroed at allocation and are never written). */
+static void prepare_output_gradient(const geometry_t *t, const float *dy, int64_t count, float *d)
 {
-    for (int64_t o = 0; o < t->o; ++o) {
-        const float *src = dy + o * t->oh * t->ow;
-        float *dst = d + o * t->e + t->qmax;
-        for (int64_t y = 0; y < t->oh; ++y, dst += t->wq, src += t->ow) copy_row(dst, src, t->ow);
+    if (count < t->b) memset(d, 0, (size_t)((t->o + 1) * t->e + 2 * GRANULE) * sizeof(float));
+    for (int64_t j = 0; j < count; ++j) {
+        for (int64_t o = 0; o < t->o; ++o) {
+            const float *src = dy + (j * t->o + o) * t->oh * t->ow;
+            float *dst = d + o * t->e + t->qmax + j;
+            for (int64_t y = 0; y < t->oh; ++y, dst += t->row, src += t->ow) {
+                if (t->b == 1) {
+                    copy_row(dst, src, t->ow);
+                } else {
+                    for (int64_t xx = 0; xx < t->ow; ++xx) dst[xx * t->b] = src[xx];
+                }
+            }
+        }
     }
 }
 
@@ -338,6 +366,18 @@ static void forward_taps(const geometry_t *t, const int64_t *offsets, const int3
     }
 }
 
+/* sample j's output plane [oh, ow] (contiguous) from lane j of the wide plane, plus bias */
+static void write_output(const geometry_t *t, float *dst, const float *wide, int64_t j, float bias)
+{
+    for (int64_t y = 0; y < t->oh; ++y, dst += t->ow, wide += t->row) {
+        if (t->b == 1) {
+            add_row(dst, wide, bias, t->ow);
+        } else {
+            for (int64_t xx = 0; xx < t->ow; ++xx) dst[xx] = wide[xx * t->b + j] + bias;
+        }
+    }
+}
+
 /* output[n, o, y, x] = bias[o] + sum over row o of the pattern of
  *   weight[o, c, i, j] * input[n, c, y*sh + i*dh - pt, x*sw + j*dw - pl]  (zero outside) */
 void sm_conv2d_forward(const int64_t *geometry, const int64_t *offsets, const int32_t *columns,
@@ -345,25 +385,25 @@ void sm_conv2d_forward(const int64_t *geometry, const int64_t *offsets, const in
 {
     const geometry_t g = make_geometry(geometry);
     const geometry_t *t = &g;
-    const int64_t nnz = offsets[t->o];
+    const int64_t nnz = offsets[t->o], blocks = (t->n + t->b - 1) / t->b;
+    const int64_t in_size = t->c * t->h * t->w, out_size = t->o * t->oh * t->ow;
     float *values = malloc((size_t)(nnz + 1) * sizeof(float));
     int64_t *taps = malloc((size_t)(nnz + 1) * sizeof(int64_t));
     forward_taps(t, offsets, columns, weight, values, taps);
-    #pragma omp parallel num_threads(threads)
+    #pragma omp parallel num_threads((int)min64(threads, blocks))
     {
         float *x = scratch(t->xlen);
         float *wide = scratch(t->loutr);
         #pragma omp for schedule(dynamic, 1)
-        for (int64_t n = 0; n < t->n; ++n) {
-            prepare_input(t, input + n * t->c * t->h * t->w, x);
-            float *out_n = output + n * t->o * t->oh * t->ow;
+        for (int64_t block = 0; block < blocks; ++block) {
+            const int64_t n0 = block * t->b, count = min64(t->b, t->n - n0);
+            prepare_input(t, input + n0 * in_size, count, x);
             for (int64_t o = 0; o < t->o; ++o) {
                 const int64_t start = offsets[o];
                 gather(wide, t->loutr, x, taps + start, values + start, offsets[o + 1] - start);
                 const float b = bias ? bias[o] : 0.0f;
-                float *dst = out_n + o * t->oh * t->ow;
-                const float *src = wide;
-                for (int64_t y = 0; y < t->oh; ++y, dst += t->ow, src += t->wq) add_row(dst, src, b, t->ow);
+                for (int64_t j = 0; j < count; ++j)
+                    write_output(t, output + (n0 + j) * out_size + o * t->oh * t->ow, wide, j, b);
             }
         }
         free(x);
@@ -373,18 +413,58 @@ void sm_conv2d_forward(const int64_t *geometry, const int64_t *offsets, const in
     free(taps);
 }
 
+/* sample j's input gradient of channel c ([h, w], contiguous) from lane j of the phase planes */
+static void write_input_gradient(const geometry_t *t, float *dst, const float *din, int64_t pstride, int64_t j)
+{
+    for (int64_t iy = 0; iy < t->h; ++iy) {
+        const int64_t py = iy + t->pt, a = py % t->sh, yy = py / t->sh;
+        float *drow = dst + iy * t->w;
+        if (t->b == 1 && t->sw == 1) {
+            copy_row(drow, din + a * pstride + yy * t->row + t->pl, t->w);
+            continue;
+        }
+        for (int64_t ix = 0; ix < t->w; ++ix) {
+            const int64_t px = ix + t->pl;
+            drow[ix] = din[(a * t->sw + px % t->sw) * pstride + yy * t->row + (px / t->sw) * t->b + j];
+        }
+    }
+}
+
+/* One block's input gradient: per input channel and phase, a gather over the block's
+ * output-gradient planes d through the transposed pattern (values and t_taps). */
+static void block_input_gradient(const geometry_t *t, const int64_t *t_offsets, const int64_t *t_taps,
+                                 const float *values, const float *d, float *din, int64_t pstride,
+                                 float *grad_input, int64_t count)
+{
+    for (int64_t c = 0; c < t->c; ++c) {
+        for (int64_t a = 0; a < t->sh; ++a) {
+            /* only the plane rows that hold input rows (not the padding) */
+            const int64_t y_lo = min64(t->hq, max64(0, ceil_div(t->pt - a, t->sh)));
+            const int64_t y_hi = max64(y_lo, min64(t->hq, ceil_div(t->pt + t->h - a, t->sh)));
+            const int64_t len = round_up((y_hi - y_lo) * t->row, GRANULE);
+            for (int64_t bp = 0; bp < t->sw; ++bp) {
+                const int64_t ph = a * t->sw + bp, row = c * t->s2 + ph, start = t_offsets[row];
+                gather(din + ph * pstride + y_lo * t->row, len, d + y_lo * t->row, t_taps + start,
+                       values + start, t_offsets[row + 1] - start);
+            }
+        }
+        for (int64_t j = 0; j < count; ++j)
+            write_input_gradient(t, grad_input + (j * t->c + c) * t->h * t->w, din, pstride, j);
+    }
+}
+
 /* The input and weight gradients of the forward above, in one pass over the batch (each
- * sample's output gradient is read and laid out once for both); either may be NULL.
+ * block's output gradient is read and laid out once for both); either may be NULL.
  *
  * grad_input[n] is the adjoint of the forward: through the transposed pattern, whose rows
- * are (c, phase) = c * s2 + phase and whose entries are o * kk + tap, each (sample, input
- * channel, phase) is a gather over the sample's output-gradient planes, so each thread
+ * are (c, phase) = c * s2 + phase and whose entries are o * kk + tap, each (block, input
+ * channel, phase) is a gather over the block's output-gradient planes, so each thread
  * writes only the channels of its own samples (no atomics).
  *
  * grad_weight[o, c, i, j] = sum over n, y, x of grad_output[n, o, y, x] *
  * input[n, c, y*sh + i*dh - pt, x*sw + j*dw - pl], at the pattern's positions of the dense
- * [o, c, kh, kw] array only (others untouched): a dot product per non-zero, summed per
- * thread and then over threads. */
+ * [o, c, kh, kw] array only (others untouched): a dot product per non-zero (over the block's
+ * lanes too), summed per thread and then over threads. */
 void sm_conv2d_backward(const int64_t *geometry, const int64_t *offsets, const int32_t *columns,
                         const int64_t *t_offsets, const int32_t *t_entries, const float *weight,
                         const float *input, const float *grad_output, float *grad_input, float *grad_weight,
@@ -392,8 +472,9 @@ void sm_conv2d_backward(const int64_t *geometry, const int64_t *offsets, const i
 {
     const geometry_t g = make_geometry(geometry);
     const geometry_t *t = &g;
-    const int64_t nnz = offsets[t->o];
+    const int64_t nnz = offsets[t->o], blocks = (t->n + t->b - 1) / t->b;
     const int64_t rows = t->c * t->s2;
+    const int64_t in_size = t->c * t->h * t->w, out_size = t->o * t->oh * t->ow;
     const int64_t pstride = t->pr + 2 * GRANULE; /* per-phase input-gradient scratch, with slack */
     float *values = NULL, *partial = NULL;
     int64_t *t_taps = NULL, *taps = NULL;
@@ -410,7 +491,7 @@ void sm_conv2d_backward(const int64_t *geometry, const int64_t *offsets, const i
             }
         }
     }
-    const int teams = (int)max64(1, min64(threads, t->n));
+    const int teams = (int)max64(1, min64(threads, blocks));
     if (grad_weight) {
         taps = malloc((size_t)(nnz + 1) * sizeof(int64_t));
         forward_taps(t, offsets, columns, NULL, NULL, taps);
@@ -423,39 +504,14 @@ void sm_conv2d_backward(const int64_t *geometry, const int64_t *offsets, const i
         float *x = grad_weight ? scratch(t->xlen) : NULL;
         float *mine = grad_weight ? partial + (int64_t)omp_get_thread_num() * (nnz + 1) : NULL;
         #pragma omp for schedule(dynamic, 1)
-        for (int64_t n = 0; n < t->n; ++n) {
-            prepare_output_gradient(t, grad_output + n * t->o * t->oh * t->ow, d);
-            if (grad_input) {
-                float *gin_n = grad_input + n * t->c * t->h * t->w;
-                for (int64_t c = 0; c < t->c; ++c) {
-                    for (int64_t a = 0; a < t->sh; ++a) {
-                        /* only the plane rows that hold input rows (not the padding) */
-                        const int64_t y_lo = min64(t->hq, max64(0, ceil_div(t->pt - a, t->sh)));
-                        const int64_t y_hi = max64(y_lo, min64(t->hq, ceil_div(t->pt + t->h - a, t->sh)));
-                        const int64_t len = round_up((y_hi - y_lo) * t->wq, GRANULE);
-                        for (int64_t b = 0; b < t->sw; ++b) {
-                            const int64_t ph = a * t->sw + b, row = c * t->s2 + ph, start = t_offsets[row];
-                            gather(din + ph * pstride + y_lo * t->wq, len, d + y_lo * t->wq, t_taps + start,
-                                   values + start, t_offsets[row + 1] - start);
-                        }
-                    }
-                    float *dst = gin_n + c * t->h * t->w;
-                    for (int64_t iy = 0; iy < t->h; ++iy) {
-                        const int64_t py = iy + t->pt, a = py % t->sh, yy = py / t->sh;
-                        float *drow = dst + iy * t->w;
-                        if (t->sw == 1) {
-                            copy_row(drow, din + a * pstride + yy * t->wq + t->pl, t->w);
-                        } else {
-                            for (int64_t ix = 0; ix < t->w; ++ix) {
-                                const int64_t px = ix + t->pl;
-                                drow[ix] = din[(a * t->sw + px % t->sw) * pstride + yy * t->wq + px / t->sw];
-                            }
-                        }
-                    }
-                }
-            }
+        for (int64_t block = 0; block < blocks; ++block) {
+            const int64_t n0 = block * t->b, count = min64(t->b, t->n - n0);
+            prepare_output_gradient(t, grad_output + n0 * out_size, count, d);
+            if (grad_input)
+                block_input_gradient(t, t_offsets, t_taps, values, d, din, pstride,
+                                     grad_input + n0 * in_size, count);
             if (grad_weight) {
-                prepare_input(t, input + n * t->c * t->h * t->w, x);
+                prepare_input(t, input + n0 * in_size, count, x);
                 for (int64_t o = 0; o < t->o; ++o)
                     dots(mine + offsets[o], t->loutr, d + o * t->e + t->qmax, x, taps + offsets[o],
                          offsets[o + 1] - offsets[o]);
