@@ -199,3 +199,25 @@ def test_report_out_naming_a_file_is_one_sentence(sweep, tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     assert main(["report", str(sweep), "--out", str(tmp_path / "file")]) == 2
     assert "--out " in capsys.readouterr().err
+
+
+def test_error_against_a_swept_setting_with_differences_to_a_baseline(tmp_path):
+    root = tmp_path / "sweep"
+    errors = {  # row -> prune rate -> errors over seeds
+        "sparse-momentum": {0.2: [1.0, 1.2], 0.5: [1.1, 1.1]},
+        "set": {0.2: [1.6, 1.8], 0.5: [2.0, 2.2]},
+    }
+    for row, by_rate in errors.items():
+        for rate, values in by_rate.items():
+            for seed, error in enumerate(values):
+                folder = root / "lenet300-100" / "mnist" / f"{row}_prune_rate={rate:g}" / "d0.05"
+                run = write_run(folder / f"s{seed}", row, 0.05, seed, error)
+                config = json.loads((run / "config.json").read_text())
+                (run / "config.json").write_text(json.dumps({**config, "prune_rate": rate}))
+    report = write_report(root, against="prune_rate", baseline="sparse-momentum").read_text()
+    assert "| sparse-momentum | 1.10 ± 0.10 (2) | 1.10 ± 0.00 (2) | 0.00 |" in report
+    assert "| set | 1.70 ± 0.10 (2) | 2.10 ± 0.10 (2) | 0.40 |" in report
+    assert "| set | 0.60 ± 0.14 (2) | 1.00 ± 0.10 (2) | 0.40 |" in report  # minus the baseline
+    assert_png(root / "lenet300-100_mnist_error-vs-prune_rate.png")
+    with pytest.raises(UserError, match="no run records a number for 'depth'"):
+        write_report(root, against="depth")

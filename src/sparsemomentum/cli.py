@@ -146,6 +146,18 @@ def _add_report_command(commands) -> None:
     )
     report_parser.add_argument("--out", help="folder for report.md and the figures (default: PATH)")
     report_parser.add_argument(
+        "--against",
+        metavar="SETTING",
+        help="also test error against this swept setting, with SE bars (e.g. prune_rate, "
+        "momentum, parameters, sparse_layers)",
+    )
+    report_parser.add_argument(
+        "--baseline",
+        metavar="ROW",
+        help="with --against: each row's difference to this row (e.g. the sparse-momentum row "
+        "of an ablation)",
+    )
+    report_parser.add_argument(
         "--density",
         type=float,
         help="density of the layer-density and learning-curve figures (default: 0.05 or the "
@@ -193,10 +205,12 @@ def _sweep(
     )
 
 
-def _report(path: str, out: str | None, density: float | None) -> None:
+def _report(
+    path: str, out: str | None, density: float | None, against: str | None, baseline: str | None
+) -> None:
     from .analysis.report import write_report
 
-    print(f"wrote {write_report(path, out, density)}")
+    print(f"wrote {write_report(path, out, density, against, baseline)}")
 
 
 # What a resumed run may be given: where its data is and how it runs, not what it computes.

@@ -18,6 +18,7 @@ from pathlib import Path
 from ..algorithms import METHODS
 from ..errors import UserError
 from ..runs import density_folder, write_atomically
+from .against import section as against_section
 from .paper import CITATION, paper_error
 from .plots import pyplot, save_figure
 from .records import RunRecord, find_runs
@@ -278,10 +279,46 @@ def plot_error_vs_density(group: Group, path: Path) -> None:
     plt.close(figure)
 
 
+def _group_section(group: Group, out: Path, density: float | None) -> list[str]:
+    """One (model, data set): the table beside the paper's, the best row, the figures."""
+    lines = ["", f"## {group.title}", "", *group.table(), ""]
+    best = group.best_sparse()
+    if best:
+        lines.append(
+            "Lowest mean test error among sparse methods: "
+            + "; ".join(
+                f"{_percent(d)}: {label} ({group.cells[label, d].mean:.2f} %)"
+                for d, label in best.items()
+            )
+            + "."
+        )
+    prefix = f"{group.model}_{group.dataset}"
+    chosen = group.figure_density(density)
+    if any(run.metrics for run in group.runs if run.density == chosen):
+        for kind, caption, plot in (
+            ("layer-density", "Per-layer density over training", plot_layer_density),
+            ("validation-accuracy", "Validation accuracy per epoch", plot_validation_accuracy),
+        ):
+            name = f"{prefix}_{kind}_{density_folder(chosen)}.png"
+            plot(group, chosen, out / name)
+            lines += ["", f"![{caption}, {_percent(chosen)} density]({name})"]
+    if len({run.density for run in group.runs if not run.dense}) > 1:
+        plot_error_vs_density(group, out / f"{prefix}_error-vs-density.png")
+        lines += ["", f"![Test error vs density]({prefix}_error-vs-density.png)"]
+    return lines
+
+
 def write_report(
-    root: str | os.PathLike, out: str | os.PathLike | None = None, density: float | None = None
+    root: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    density: float | None = None,
+    against: str | None = None,
+    baseline: str | None = None,
 ) -> Path:
-    """Write report.md and its PNG figures into ``out`` (default: ``root``); returns report.md."""
+    """Write report.md and its PNG figures into ``out`` (default: ``root``); returns report.md.
+
+    ``against``: also the test error against this swept setting (``against.section``), as
+    differences to the row ``baseline`` if given."""
     runs = find_runs(root)
     out = Path(out) if out is not None else Path(root)
     if out.exists() and not out.is_dir():
@@ -299,31 +336,11 @@ def write_report(
         "is one.",
     ]
     for (model, dataset), members in sorted(grouped.items()):
-        group = Group(model, dataset, members)
-        lines += ["", f"## {group.title}", "", *group.table(), ""]
-        best = group.best_sparse()
-        if best:
-            lines.append(
-                "Lowest mean test error among sparse methods: "
-                + "; ".join(
-                    f"{_percent(d)}: {label} ({group.cells[label, d].mean:.2f} %)"
-                    for d, label in best.items()
-                )
-                + "."
-            )
-        chosen = group.figure_density(density)
-        if any(run.metrics for run in members if run.density == chosen):
-            for kind, caption, plot in (
-                ("layer-density", "Per-layer density over training", plot_layer_density),
-                ("validation-accuracy", "Validation accuracy per epoch", plot_validation_accuracy),
-            ):
-                name = f"{model}_{dataset}_{kind}_{density_folder(chosen)}.png"
-                plot(group, chosen, out / name)
-                lines += ["", f"![{caption}, {_percent(chosen)} density]({name})"]
-        if len({run.density for run in members if not run.dense}) > 1:
-            name = f"{model}_{dataset}_error-vs-density.png"
-            plot_error_vs_density(group, out / name)
-            lines += ["", f"![Test error vs density]({name})"]
+        lines += _group_section(Group(model, dataset, members), out, density)
+    if against is not None:
+        lines += against_section(runs, against, baseline, out)
+    elif baseline is not None:
+        raise UserError("--baseline needs --against: the setting to draw the differences over.")
     report = out / REPORT
     write_atomically(report, "\n".join(lines) + "\n")
     return report

@@ -41,6 +41,34 @@ class LeNet5Caffe(nn.Module):
         return self.fc4(x)
 
 
+class MLP(nn.Module):
+    """784 inputs, ``depth`` hidden ReLU layers of ``width`` units, 10 outputs: the family that
+    grows LeNet-300-100 in depth and in width for the analysis of docs/results/analysis.md."""
+
+    def __init__(self, width: int, depth: int, num_classes: int = 10) -> None:
+        super().__init__()
+        sizes = [28 * 28] + [width] * depth
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
+        self.out = nn.Linear(sizes[-1], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        for layer in self.hidden:
+            x = torch.relu(layer(x))
+        return self.out(x)
+
+
+def _register_mlp(width: int, depth: int) -> None:
+    @register_model(f"mlp-{width}x{depth}")
+    def build(num_classes: int = 10) -> nn.Module:
+        return MLP(width, depth, num_classes)
+
+
+# Depth 2 to 8 at width 300, width 100 to 1000 at depth 2.
+for _width, _depth in ((300, 2), (300, 4), (300, 8), (100, 2), (1000, 2)):
+    _register_mlp(_width, _depth)
+
+
 @register_model("lenet300-100")
 def lenet300_100(num_classes: int = 10) -> nn.Module:
     return LeNet300100(num_classes)

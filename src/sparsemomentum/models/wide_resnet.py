@@ -51,7 +51,12 @@ class WideResNet(nn.Module):
     """WRN-``depth``-``widen_factor`` for 32x32 inputs."""
 
     def __init__(
-        self, depth: int, widen_factor: int, num_classes: int = 10, dropout: float = 0.3
+        self,
+        depth: int,
+        widen_factor: int,
+        num_classes: int = 10,
+        dropout: float = 0.3,
+        in_channels: int = 3,
     ) -> None:
         super().__init__()
         if depth < 10 or (depth - 4) % 6:
@@ -61,7 +66,7 @@ class WideResNet(nn.Module):
             )
         blocks = (depth - 4) // 6
         widths = [16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
-        self.conv1 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(in_channels, 16, 3, padding=1, bias=False)
         stages: list[nn.Module] = []
         in_channels = 16
         for width, stride in zip(widths, (1, 2, 2)):
@@ -92,10 +97,10 @@ class WideResNet(nn.Module):
 
 
 def wide_resnet(
-    depth: int, widen_factor: int, num_classes: int = 10, dropout: float = 0.3
+    depth: int, widen_factor: int, num_classes: int = 10, dropout: float = 0.3, in_channels: int = 3
 ) -> WideResNet:
     """Any WRN-depth-widen_factor, registered or not."""
-    return WideResNet(depth, widen_factor, num_classes, dropout)
+    return WideResNet(depth, widen_factor, num_classes, dropout, in_channels)
 
 
 def _register(depth: int, widen_factor: int) -> None:
@@ -103,6 +108,17 @@ def _register(depth: int, widen_factor: int) -> None:
     def build(num_classes: int = 10, dropout: float = 0.3) -> nn.Module:
         return WideResNet(depth, widen_factor, num_classes, dropout)
 
+
+def _register_small(depth: int, widen_factor: int) -> None:
+    """A small WRN for 28x28 grey images (MNIST, Fashion-MNIST): the analysis of depth and size."""
+
+    @register_model(f"wrn-{depth}-{widen_factor}-mnist")
+    def build(num_classes: int = 10, dropout: float = 0.0) -> nn.Module:
+        return WideResNet(depth, widen_factor, num_classes, dropout, in_channels=1)
+
+
+for _depth, _width in ((10, 1), (16, 1), (10, 2), (16, 2)):
+    _register_small(_depth, _width)
 
 # The paper's sizes, plus WRN-28-2: the CIFAR-10 network of dynamic sparse
 # reparameterization (Mostafa & Wang 2019).

@@ -10,6 +10,7 @@ by side in one flat mapping (config.json, experiment files).
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -216,9 +217,11 @@ class TrainConfig:
         by the code that uses it, before a run folder is made or data is loaded."""
         stand_in = torch.nn.Linear(4, 4)
         optimizer = self.build_optimizer(stand_in)
-        create_sparsifier(
-            self.method, stand_in, optimizer, **self.sparsifier_options(total_steps=self.epochs)
-        )
+        with warnings.catch_warnings():  # about the stand-in, not the run
+            warnings.simplefilter("ignore")
+            create_sparsifier(
+                self.method, stand_in, optimizer, **self.sparsifier_options(total_steps=self.epochs)
+            )
 
     def sparsifier_options(self, total_steps: int, steps_per_epoch: int | None = None) -> dict:
         """Everything the method is built with: this run's method options and run settings."""

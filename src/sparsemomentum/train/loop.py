@@ -308,6 +308,9 @@ def finish(training: Training, validation_accuracy: float | None, started: float
         "target_nonzero": sparsifier.target_nonzero_count(),
         "layer_density": sparsifier.layer_densities(),
         "mask_updates": sparsifier.update_count,
+        "parameters": sum(p.numel() for p in training.model.parameters()),
+        "sparse_weights": sparsifier.sparse_size,
+        "sparse_layers": len(sparsifier.weights),
         "seconds": time.perf_counter() - started,
         "processes": training.group.world_size,
     }

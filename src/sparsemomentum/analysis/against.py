@@ -1,0 +1,133 @@
+"""A metric against any swept setting, from the runs' own records, with standard-error bars.
+
+``sparsemomentum report DIR --against prune_rate`` draws, for every row of the report (a
+method or sweep variant), the mean test error over seeds at each value of the setting,
+and writes the table and each row's spread (max - min of the means) into report.md. The
+setting can be anything a run's config.json or summary.json holds: a method option
+(``prune_rate``), a run setting (``momentum``), or a property of the model the summary
+records (``parameters``, ``sparse_layers``). With ``--baseline ARM`` the figure shows each
+row's difference from that row at the same value instead (the SEs combined), which is the
+benefit of one part over another when the rows are ablation variants.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UserError
+from .plots import pyplot, save_figure
+from .records import RunRecord
+
+
+@dataclass(frozen=True)
+class Point:
+    mean: float
+    se: float
+    n: int
+
+
+def _cell(errors: list[float]) -> Point:
+    mean = sum(errors) / len(errors)
+    if len(errors) < 2:
+        return Point(mean, 0.0, len(errors))
+    variance = sum((e - mean) ** 2 for e in errors) / (len(errors) - 1)
+    return Point(mean, math.sqrt(variance / len(errors)), len(errors))
+
+
+def series(runs: list[RunRecord], setting: str) -> dict[str, dict[float, Point]]:
+    """Row -> setting value -> test error over seeds; the row name without the setting."""
+    errors: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        value = run.setting(setting)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        row = re.sub(rf"_{re.escape(setting)}=[^_ ]*", "", run.label)
+        errors[row][float(value)].append(run.summary["test_error"])
+    if not errors:
+        raise UserError(
+            f"no run records a number for {setting!r}; use a swept setting such as prune_rate, "
+            "momentum, density, parameters or sparse_layers."
+        )
+    return {row: {x: _cell(v) for x, v in sorted(by.items())} for row, by in errors.items()}
+
+
+def differences(
+    table: dict[str, dict[float, Point]], baseline: str
+) -> dict[str, dict[float, Point]]:
+    """Each row minus ``baseline`` where both have the value; standard errors combined."""
+    if baseline not in table:
+        raise UserError(f"no row named {baseline!r}; choose one of: {', '.join(sorted(table))}.")
+    base = table[baseline]
+    return {
+        row: {x: Point(p.mean - base[x].mean, math.hypot(p.se, base[x].se), p.n)
+              for x, p in points.items() if x in base}
+        for row, points in table.items() if row != baseline
+    }  # fmt: skip
+
+
+def markdown(table: dict[str, dict[float, Point]], setting: str) -> list[str]:
+    """One row per series: mean ± SE (n) at each value, then the spread of the means."""
+    values = sorted({x for points in table.values() for x in points})
+    lines = [
+        "| row | " + " | ".join(f"{setting} = {x:g}" for x in values) + " | spread |",
+        "|---" * (len(values) + 2) + "|",
+    ]
+    for row, points in table.items():
+        cells = [
+            f"{points[x].mean:.2f} ± {points[x].se:.2f} ({points[x].n})" if x in points else "–"
+            for x in values
+        ]
+        means = [p.mean for p in points.values()]
+        lines.append(f"| {row} | " + " | ".join(cells) + f" | {max(means) - min(means):.2f} |")
+    return lines
+
+
+def plot(
+    table: dict[str, dict[float, Point]], setting: str, title: str, ylabel: str, path: Path
+) -> None:
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(6.4, 4.2))
+    for index, (row, points) in enumerate(table.items()):
+        xs = list(points)
+        axis.errorbar(xs, [p.mean for p in points.values()], yerr=[p.se for p in points.values()],
+                      marker="o", capsize=3, color=f"C{index % 10}", label=row)  # fmt: skip
+    if setting in ("parameters", "sparse_weights"):
+        axis.set_xscale("log")
+    if "difference" in ylabel:
+        axis.axhline(0.0, color="gray", linewidth=0.8)
+    axis.set(xlabel=setting, ylabel=ylabel, title=title)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize="small")
+    save_figure(figure, path)
+    plt.close(figure)
+
+
+# Settings that describe the model: their figures span the models of a data set.
+MODEL_SETTINGS = ("parameters", "sparse_weights", "sparse_layers")
+
+
+def section(runs: list[RunRecord], setting: str, baseline: str | None, out: Path) -> list[str]:
+    """The report's lines (table, spread, figure) for the metric against ``setting``."""
+    groups: dict[tuple[str, ...], list[RunRecord]] = defaultdict(list)
+    for run in runs:
+        model = () if setting in MODEL_SETTINGS else (run.summary["model"],)
+        groups[(*model, run.summary["dataset"])].append(run)
+    lines = []
+    for key, members in sorted(groups.items()):
+        table = series(members, setting)
+        title = " on ".join(key)
+        lines += ["", f"## Test error against {setting}, {title}", "", *markdown(table, setting)]
+        ylabel = "test error (%)"
+        if baseline is not None:
+            table = differences(table, baseline)
+            ylabel = f"test error difference to {baseline} (percentage points)"
+            lines += ["", f"Difference to {baseline} (positive: {baseline} is better):", "",
+                      *markdown(table, setting)]  # fmt: skip
+        name = f"{'_'.join(key)}_error-vs-{setting}.png"
+        plot(table, setting, f"{title}: mean ± SE over seeds", ylabel, out / name)
+        lines += ["", f"![Test error against {setting}]({name})"]
+    return lines
