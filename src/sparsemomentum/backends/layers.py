@@ -204,20 +204,18 @@ def sparsify_layers(
     for name, mask in masks.items():
         module_name, _, parameter = name.rpartition(".")
         module = modules.get(module_name)
-        if (
-            module is None
-            or parameter != "weight"
-            or not isinstance(getattr(module, "weight", None), nn.Parameter)
-        ):
+        tensor = getattr(module, parameter, None)
+        if not isinstance(tensor, nn.Parameter):
             raise UserError(
-                f"the mask {name!r} names no module weight of this model; pass the masks of this "
-                "model."
+                f"the mask {name!r} names no parameter of this model; pass the masks of this model."
             )
         reason = _kernel_kind(module)
-        if holders[id(module.weight)] > 1:
+        if parameter != "weight":  # attention's fused projection, a recurrent matrix
+            reason = f"{type(module).__name__}.{parameter}: computed inside torch's fused kernel"
+        elif holders[id(tensor)] > 1:
             # the other holder computes a dense gradient at the missing positions, which the
             # values-only step and the momentum bookkeeping of a sparse layer assume zero
-            reason = f"shared by {holders[id(module.weight)]} modules (weight tying)"
+            reason = f"shared by {holders[id(tensor)]} modules (weight tying)"
         if reason is not None:
             dense[name] = reason
             continue

@@ -1,9 +1,18 @@
 """Which parameters are sparse, and why the others are not.
 
-By default the weight of every Linear and Conv1d/2d/3d layer, first and last layer
-included ("fully sparse", as the paper trains); biases, normalisation and embedding
-parameters stay dense. ``include`` / ``exclude`` take shell-style patterns over parameter
+By default every weight matrix of the layers that compute with one, first and last layer
+included ("fully sparse", as the paper trains): Linear and Conv1d/2d/3d weights, the
+query/key/value projection of ``nn.MultiheadAttention`` (``in_proj_weight`` as one tensor
+with one mask, or ``q/k/v_proj_weight``; its ``out_proj`` is a Linear), and the input and
+recurrent matrices of ``nn.RNN``/``nn.LSTM``/``nn.GRU`` (``weight_ih_l*``, ``weight_hh_l*``,
+every layer and direction; the gates stacked in one tensor keep one mask). Biases and
+normalisation stay dense. Embeddings are candidates only on request (``layer_types`` naming
+``Embedding``, or ``include`` naming the tensor): a sparse lookup table drops whole
+features of rare tokens. ``include`` / ``exclude`` take shell-style patterns over parameter
 names (``"fc1.weight"``, ``"features.*"``) for the cases a type rule cannot express.
+
+For the Erdős–Rényi distributions a tensor counts by its own shape: the fused projection
+as a [3E, E] matrix, a stacked LSTM matrix as [4H, in].
 
 Three rules keep the bookkeeping honest:
 
@@ -18,7 +27,6 @@ Three rules keep the bookkeeping honest:
 from __future__ import annotations
 
 import fnmatch
-import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -26,7 +34,23 @@ from torch import nn
 
 from ..errors import UserError
 
-DEFAULT_SPARSE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+DEFAULT_SPARSE_TYPES: tuple[type[nn.Module], ...] = (
+    nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MultiheadAttention, nn.RNNBase,
+)  # fmt: skip
+_OPT_IN = (nn.Embedding,)
+
+
+def candidate_tensors(module: nn.Module) -> list[str]:
+    """The names of the weight matrices of ``module`` that may be sparse (none: not a layer
+    that computes with one)."""
+    if isinstance(module, nn.MultiheadAttention):
+        names = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
+        return [name for name in names if isinstance(getattr(module, name, None), nn.Parameter)]
+    if isinstance(module, nn.RNNBase):
+        return [name for name in module._flat_weights_names if name.startswith("weight_")]
+    if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding)):
+        return ["weight"] if isinstance(getattr(module, "weight", None), nn.Parameter) else []
+    return []
 
 
 @dataclass
@@ -65,41 +89,30 @@ def choose_targets(
     targets = Targets()
     seen: set[int] = set()
     for module_name, module in model.named_modules():
-        weight = getattr(module, "weight", None)
-        if not isinstance(module, kinds) or not isinstance(weight, nn.Parameter):
+        chosen_type = isinstance(module, kinds)
+        if not chosen_type and not isinstance(module, _OPT_IN):
             continue
-        name = f"{module_name}.weight" if module_name else "weight"
-        if isinstance(weight, nn.parameter.UninitializedParameter):
-            raise UserError(
-                f"{name} belongs to a lazy layer whose weights do not exist yet; run one forward "
-                "pass with a batch before building the sparsifier."
-            )
-        if id(weight) in seen:
-            continue  # tied: one mask per tensor, under its first name
-        seen.add(id(weight))
-        reason = _why_dense(name, weight, owners[id(weight)], kinds, include, exclude)
-        if reason is None:
-            targets.sparse[name] = weight
-        else:
-            targets.dense[name] = reason
-    _note_fused_attention(model, targets)
+        for tensor in candidate_tensors(module):
+            weight = getattr(module, tensor)
+            name = f"{module_name}.{tensor}" if module_name else tensor
+            if isinstance(weight, nn.parameter.UninitializedParameter):
+                raise UserError(
+                    f"{name} belongs to a lazy layer whose weights do not exist yet; run one "
+                    "forward pass with a batch before building the sparsifier."
+                )
+            if id(weight) in seen:
+                continue  # tied: one mask per tensor, under its first name
+            seen.add(id(weight))
+            reason = _why_dense(name, weight, owners[id(weight)], kinds, include, exclude)
+            if reason is None and not chosen_type and not _matches(name, include):
+                reason = "an embedding: sparse only on request (include it, or layer_types)"
+            if reason is None:
+                targets.sparse[name] = weight
+            else:
+                targets.dense[name] = reason
     if not targets.sparse:
         _refuse_empty(targets, kinds, include, exclude)
     return targets
-
-
-def _note_fused_attention(model: nn.Module, targets: Targets) -> None:
-    """nn.MultiheadAttention keeps its query/key/value projection as a bare parameter that
-    no layer type reaches: say so rather than leave a quarter of a layer dense unseen."""
-    for module_name, module in model.named_modules():
-        if isinstance(module, nn.MultiheadAttention) and module.in_proj_weight is not None:
-            name = f"{module_name}.in_proj_weight" if module_name else "in_proj_weight"
-            targets.dense[name] = "the fused query/key/value projection is not sparsified"
-            warnings.warn(
-                f"{name} (nn.MultiheadAttention's query/key/value projection) stays dense; only "
-                "its out_proj is sparse, so the attention layer is denser than the target.",
-                stacklevel=2,
-            )
 
 
 def _why_dense(
@@ -117,7 +130,7 @@ def _why_dense(
     if _matches(name, exclude):
         return "matched by exclude"
     dense_owners = [(other, type(module).__name__) for other, module in owners
-                    if not isinstance(module, kinds)]  # fmt: skip
+                    if other != name and not isinstance(module, kinds)]  # fmt: skip
     if dense_owners and not _matches(name, include):
         other, kind = dense_owners[0]
         return f"tied to {other} ({kind}), which stays dense; include {name!r} to sparsify both"
