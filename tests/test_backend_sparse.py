@@ -263,7 +263,7 @@ def test_handle_switches_plain_linear_and_conv_layers_only():
         sparsify_layers(model, masks)
     handle.remove()
     assert "forward" not in model[0].__dict__ and "forward" not in model[4].__dict__
-    with pytest.raises(sm.UserError, match="names no module weight"):
+    with pytest.raises(sm.UserError, match="names no parameter of this model"):
         sparsify_layers(model, {"9.weight": masks["4.weight"]})
 
 
@@ -407,3 +407,10 @@ def test_hash_dropout_keeps_the_right_fraction_independently_and_its_gradient_us
     assert torch.equal(again, outputs.detach())  # reproducible from torch's seed
     layer = Dropout(0.3).eval()
     assert layer(inputs) is inputs
+
+
+def test_an_input_of_the_wrong_width_is_refused_as_torch_refuses_it():
+    model = mlp(20, 10)
+    sparsify_layers(model, weight_masks(model, 0.5))
+    with pytest.raises(RuntimeError, match="mat1 and mat2 shapes cannot be multiplied"):
+        model(torch.randn(3, 30))

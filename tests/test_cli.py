@@ -1,6 +1,7 @@
 """End-to-end: real MNIST through the command line, the run folder, and user errors."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -50,9 +51,13 @@ def test_short_real_training_writes_a_complete_run_folder(tmp_path, data_dir):
 
 
 def test_same_seed_gives_the_same_numbers(tmp_path, data_dir):
+    """Bit-identical for the same seed and thread count (the default thread count follows the
+    idle cores, and float sums depend on how many threads share them)."""
     summaries = []
     for name in ("a", "b"):
         run_cli(
+            "--threads",
+            "2",
             "--epochs",
             "1",
             "--model",
@@ -229,7 +234,7 @@ def test_lr_schedule_warms_up_then_decays_at_milestones():
     parameter = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([parameter], lr=0.1)
     schedule = build_lr_schedule(
-        TrainConfig(lr_milestones=[2, 3], warmup_epochs=1), optimizer, steps_per_epoch=4
+        TrainConfig(lr_milestones=[2, 3], warmup_epochs=1), optimizer, 4, total_steps=14
     )
     rates = []
     for _ in range(14):
@@ -239,3 +244,22 @@ def test_lr_schedule_warms_up_then_decays_at_milestones():
     assert rates[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1])
     assert rates[4:8] == pytest.approx([0.1] * 4) and rates[8:12] == pytest.approx([0.01] * 4)
     assert rates[12:] == pytest.approx([0.001] * 2)
+
+
+def test_cosine_lr_schedule_warms_up_then_decays_to_a_tenth():
+    import torch
+
+    from sparsemomentum.train.config import TrainConfig
+    from sparsemomentum.train.loop import build_lr_schedule
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    config = TrainConfig(lr_schedule="cosine", warmup_epochs=0.5)
+    schedule = build_lr_schedule(config, optimizer, 4, total_steps=12)
+    rates = []
+    for _ in range(12):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert rates[:2] == pytest.approx([0.5, 1.0])  # two warm-up steps
+    assert rates[6] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.4)))
+    assert rates[-1] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.9)))

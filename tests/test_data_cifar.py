@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from sparsemomentum import UserError
 from sparsemomentum.data import cifar, load_dataset
-from sparsemomentum.data.files import md5_of
+from sparsemomentum.data.files import digest_of
 from sparsemomentum.data.transforms import normalise, pad_crop_flip
 
 PER_BATCH = 10  # 5 training batches -> 50 training images -> 45 train, 5 validation
@@ -72,7 +72,7 @@ def archive(tmp_path, monkeypatch, request):
     members, contents = cifar_members(name, np.random.default_rng(0))
     path = tmp_path / name / cifar._LAYOUTS[name].archive
     write_archive(path, members)
-    monkeypatch.setitem(cifar.ARCHIVE_MD5, name, md5_of(path))
+    monkeypatch.setitem(cifar.ARCHIVE_MD5, name, digest_of(path))
     return name, tmp_path, contents
 
 
@@ -157,7 +157,7 @@ def test_archive_with_the_wrong_md5_is_refused(tmp_path):
 def test_download_fetches_from_the_toronto_mirror(tmp_path, monkeypatch):
     source = tmp_path / "source.tar.gz"
     write_archive(source, cifar_members("cifar10", np.random.default_rng(0))[0])
-    monkeypatch.setitem(cifar.ARCHIVE_MD5, "cifar10", md5_of(source))
+    monkeypatch.setitem(cifar.ARCHIVE_MD5, "cifar10", digest_of(source))
     requested = []
 
     def serve(url, timeout):
@@ -203,7 +203,7 @@ def damaged(kind: str) -> dict[str, bytes]:
 def test_corrupt_archive_with_a_matching_md5_is_a_user_error(tmp_path, monkeypatch, kind, message):
     path = tmp_path / "cifar10" / "cifar-10-python.tar.gz"
     write_archive(path, damaged(kind))
-    monkeypatch.setitem(cifar.ARCHIVE_MD5, "cifar10", md5_of(path))
+    monkeypatch.setitem(cifar.ARCHIVE_MD5, "cifar10", digest_of(path))
     with pytest.raises(UserError, match=message):
         load_dataset("cifar10", tmp_path, download=False)
 
@@ -212,7 +212,7 @@ def test_a_file_that_is_no_tar_archive_is_a_user_error(tmp_path, monkeypatch):
     path = tmp_path / "cifar10" / "cifar-10-python.tar.gz"
     path.parent.mkdir()
     path.write_bytes(b"<html>not found</html>")
-    monkeypatch.setitem(cifar.ARCHIVE_MD5, "cifar10", md5_of(path))
+    monkeypatch.setitem(cifar.ARCHIVE_MD5, "cifar10", digest_of(path))
     with pytest.raises(UserError, match="is not a readable CIFAR archive"):
         load_dataset("cifar10", tmp_path, download=False)
 

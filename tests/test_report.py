@@ -123,8 +123,8 @@ def test_sweep_report_table_paper_column_best_line_and_figures(sweep, tmp_path):
     assert rows["dense"] == ["–", "–", "–", "–", "1.40 ± 0.10 (2)", "1.34"]
     assert list(rows) == ["method", "---", "sparse-momentum", "set", "sm-random-growth", "dense"]
     assert (
-        "Lowest mean test error among sparse methods: 1 %: sparse-momentum (2.30 %); 5 %: set "
-        "(1.50 %)." in report
+        "Lowest mean test error (%) among sparse methods: 1 %: sparse-momentum (2.30); 5 %: set "
+        "(1.50)." in report
     )
     figures = sorted(path.name for path in out.glob("*.png"))
     assert figures == [

@@ -217,7 +217,7 @@ def test_small_or_dense_layers_stay_on_the_dense_path_and_move_when_their_densit
     )  # as if it had grown dense
     sparsifier.masks_changed()
     assert (
-        "density 100.0% is above 20%" in sparsifier.backend.kernels.dense["0.weight"]
+        "density 100.00% is above 20%" in sparsifier.backend.kernels.dense["0.weight"]
         and not sparsifier.backend.kernels.sparse
     )
     train_steps(sparsifier, model, 3, 200, 10)
@@ -324,7 +324,12 @@ def test_a_cifar_shaped_network_gets_the_masked_modes_masks():
         train_steps(sparsifier, model, 10, (3, 32, 32), 5)
         return sparsifier, before
 
-    (masked, before), (sparse, _) = trained("masked"), trained("sparse")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # as benchmarked; on one thread 3 near-tied pairs of 15,408 swap
+    try:
+        (masked, before), (sparse, _) = trained("masked"), trained("sparse")
+    finally:
+        torch.set_num_threads(threads)
     assert set(sparse.backend.kernels.sparse) == set(sparse.masks)
     assert masked.update_count == sparse.update_count == 1
     assert any(not torch.equal(before[n], masked.masks[n]) for n in before)  # the masks moved

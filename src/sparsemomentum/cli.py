@@ -12,7 +12,7 @@ import typing
 from dataclasses import MISSING, fields
 from typing import Sequence
 
-from .algorithms import method_options
+from .algorithms import METHODS, method_options
 from .errors import UserError
 from .train.config import PRESETS, TrainConfig
 
@@ -225,11 +225,29 @@ def _parse(argv: Sequence[str] | None) -> dict:
     if getattr(arguments, "preset", None):
         train_parser.set_defaults(**PRESETS[arguments.preset])
         arguments = parser.parse_args(argv)
+        _drop_options_the_method_lacks(vars(arguments), PRESETS[arguments.preset])
     arguments = vars(arguments)
     if arguments["command"] == "train" and arguments["resume"]:
         _refuse_flags_on_resume(arguments, train_parser)
     arguments.pop("preset", None)
     return arguments
+
+
+def _drop_options_the_method_lacks(arguments: dict, preset: dict) -> None:
+    """A preset's method options (a prune rate, an update interval) apply to the methods that
+    have them, and its density to sparse methods: ``--preset imagenet --dense`` trains the
+    dense baseline."""
+    method = METHODS.get(arguments["method"])
+    if method is None:
+        return  # refused later, by name
+    own = {spec.name: spec.default for spec in fields(method)}
+    for name in preset:
+        if arguments.get(name) != preset[name]:
+            continue  # given on the command line
+        if name in method_options() and name not in own:
+            arguments[name] = None
+        elif name == "density" and own["density"] == 1.0:  # the dense baseline keeps all
+            arguments[name] = None
 
 
 def _refuse_flags_on_resume(arguments: dict, train_parser: argparse.ArgumentParser) -> None:
@@ -249,6 +267,19 @@ def _refuse_flags_on_resume(arguments: dict, train_parser: argparse.ArgumentPars
         )
 
 
+def _result_line(summary: dict) -> str:
+    if "test_bpc" in summary:
+        score = f"test loss {summary['test_bpc']:.3f} bits per character"
+    else:
+        score = (
+            f"test accuracy {summary['test_accuracy']:.2f} % (error {summary['test_error']:.2f} %)"
+        )
+    return (
+        f"{score}, {summary['nonzero']} of target {summary['target_nonzero']} non-zeros, "
+        f"{summary['seconds']:.1f} s"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         arguments = _parse(argv)
@@ -257,11 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .train.loop import train
 
             summary = train(TrainConfig.from_settings(arguments))
-            print(
-                f"test accuracy {summary['test_accuracy']:.2f} % (error "
-                f"{summary['test_error']:.2f} %), {summary['nonzero']} of target "
-                f"{summary['target_nonzero']} non-zeros, {summary['seconds']:.1f} s"
-            )
+            print(_result_line(summary))
         elif command == "sweep":
             _sweep(**arguments)
         elif command == "report":

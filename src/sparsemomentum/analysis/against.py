@@ -46,7 +46,7 @@ def series(runs: list[RunRecord], setting: str) -> dict[str, dict[float, Point]]
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             continue
         row = re.sub(rf"_{re.escape(setting)}=[^_ ]*", "", run.label)
-        errors[row][float(value)].append(run.summary["test_error"])
+        errors[row][float(value)].append(run.score)
     if not errors:
         raise UserError(
             f"no run records a number for {setting!r}; use a swept setting such as prune_rate, "
@@ -120,14 +120,16 @@ def section(runs: list[RunRecord], setting: str, baseline: str | None, out: Path
     for key, members in sorted(groups.items()):
         table = series(members, setting)
         title = " on ".join(key)
-        lines += ["", f"## Test error against {setting}, {title}", "", *markdown(table, setting)]
-        ylabel = "test error (%)"
+        score = members[0].score_name
+        lines += ["", f"## {score.capitalize()} against {setting}, {title}", "",
+                  *markdown(table, setting)]  # fmt: skip
+        ylabel = score
         if baseline is not None:
             table = differences(table, baseline)
-            ylabel = f"test error difference to {baseline} (percentage points)"
+            ylabel = f"{score}: difference to {baseline}"
             lines += ["", f"Difference to {baseline} (positive: {baseline} is better):", "",
                       *markdown(table, setting)]  # fmt: skip
         name = f"{'_'.join(key)}_error-vs-{setting}.png"
         plot(table, setting, f"{title}: mean ± SE over seeds", ylabel, out / name)
-        lines += ["", f"![Test error against {setting}]({name})"]
+        lines += ["", f"![{score} against {setting}]({name})"]
     return lines

@@ -41,6 +41,16 @@ class RunRecord:
         return round(self.summary["density"], 6)
 
     @property
+    def score(self) -> float:
+        """What the report compares, lower is better: bits per character for language
+        models, else the test error in %."""
+        return self.summary.get("test_bpc", self.summary["test_error"])
+
+    @property
+    def score_name(self) -> str:
+        return "test bits per character" if "test_bpc" in self.summary else "test error (%)"
+
+    @property
     def recipe(self) -> dict[str, Any]:
         source = self.config or {"epochs": self.summary.get("epochs")}
         return {k: v for k, v in source.items() if k not in _NOT_RECIPE}

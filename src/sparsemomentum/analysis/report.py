@@ -60,10 +60,11 @@ class Group:
                 label,
             ),
         )
+        self.score_name = runs[0].score_name
         self.densities = sorted({run.density for run in runs})
         errors: dict[tuple[str, float], list[float]] = defaultdict(list)
         for run in runs:
-            errors[run.label, run.density].append(run.summary["test_error"])
+            errors[run.label, run.density].append(run.score)
         self.cells = {key: Cell.of(values) for key, values in errors.items()}
 
     @property
@@ -263,8 +264,8 @@ def plot_error_vs_density(group: Group, path: Path) -> None:
         xscale="log",
         yscale="log",
         xlabel="density (% of weights, log scale)",
-        ylabel="test error (%, log scale)",
-        title=f"Test error vs density, {group.title}",
+        ylabel=f"{group.score_name}, log scale",
+        title=f"{group.score_name.capitalize()} vs density, {group.title}",
     )
     from matplotlib.ticker import FuncFormatter, LogLocator
 
@@ -281,13 +282,14 @@ def plot_error_vs_density(group: Group, path: Path) -> None:
 
 def _group_section(group: Group, out: Path, density: float | None) -> list[str]:
     """One (model, data set): the table beside the paper's, the best row, the figures."""
-    lines = ["", f"## {group.title}", "", *group.table(), ""]
+    lines = ["", f"## {group.title}", "", f"Rows: {group.score_name}, mean ± SE over seeds (runs).",
+             "", *group.table(), ""]  # fmt: skip
     best = group.best_sparse()
     if best:
         lines.append(
-            "Lowest mean test error among sparse methods: "
+            f"Lowest mean {group.score_name} among sparse methods: "
             + "; ".join(
-                f"{_percent(d)}: {label} ({group.cells[label, d].mean:.2f} %)"
+                f"{_percent(d)}: {label} ({group.cells[label, d].mean:.2f})"
                 for d, label in best.items()
             )
             + "."

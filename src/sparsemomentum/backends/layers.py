@@ -134,7 +134,7 @@ class SparseLayersHandle:
             self.max_density if self.max_density is not None else DEFAULT_MAX_DENSITY[type(module)]
         )
         if density > limit:
-            return f"density {density:.1%} is above {limit:.0%}, where dense kernels are faster"
+            return f"density {density:.2%} is above {limit:.0%}, where dense kernels are faster"
         return None
 
     def _classify(self) -> None:

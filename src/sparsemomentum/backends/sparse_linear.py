@@ -346,6 +346,12 @@ def masked_linear(
 
     The weight's gradient is zero outside the mask unless ``dense_weight_gradient``.
     """
+    if input.shape[-1] != layout.in_features:  # as F.linear would say it
+        rows = input.numel() // max(1, input.shape[-1])
+        raise RuntimeError(
+            f"mat1 and mat2 shapes cannot be multiplied ({rows}x{input.shape[-1]} and "
+            f"{layout.in_features}x{layout.out_features})"
+        )
     if input.dim() == 2:
         return SparseLinearFunction.apply(input, weight, bias, layout, dense_weight_gradient)
     flat = input.reshape(-1, layout.in_features)

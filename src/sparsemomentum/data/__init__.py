@@ -1,10 +1,8 @@
 """Data sets: verified files, in-memory splits and batching; importing registers them all."""
 
-from . import (  # noqa: F401  (registers cifar10, cifar100 and imagenet)
-    cifar,
-    imagenet,
-    mnist,  # noqa: F401  (registers mnist and fashion-mnist)
-)
+# Importing the loaders registers them: mnist and fashion-mnist, cifar10 and cifar100,
+# imagenet, shakespeare-char.
+from . import cifar, imagenet, mnist, shakespeare  # noqa: F401
 from .files import DATA_DIR_VARIABLE, data_root
 from .registry import list_datasets, load_dataset
 from .splits import DataSplits, Split, TensorSplit, batch_count

@@ -37,8 +37,13 @@ def data_root(data_dir: str | os.PathLike | None = None) -> Path:
     return root
 
 
-def md5_of(path: Path) -> str:
-    digest = hashlib.md5()
+def _algorithm(checksum: str) -> str:
+    """The hash a published checksum is written in: md5 (32 hex digits) or sha256 (64)."""
+    return "sha256" if len(checksum) == 64 else "md5"
+
+
+def digest_of(path: Path, algorithm: str = "md5") -> str:
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
@@ -46,9 +51,10 @@ def md5_of(path: Path) -> str:
 
 
 def verified_file(
-    folder: Path, filename: str, md5: str, mirrors: Sequence[str], download: bool, dataset: str
+    folder: Path, filename: str, checksum: str, mirrors: Sequence[str], download: bool, dataset: str
 ) -> Path:
-    """Path of ``folder/filename`` with a correct md5, downloading it first if it is missing."""
+    """Path of ``folder/filename`` with the published checksum (md5 or sha256), downloading it
+    first if it is missing."""
     path = folder / filename
     if not path.exists():
         if not download:
@@ -56,37 +62,39 @@ def verified_file(
                 f"{dataset} file {filename} is missing from {folder}; put the original file there "
                 f"(from {mirrors[0]}{filename}) or allow downloading."
             )
-        _download(path, md5, mirrors, dataset)
+        _download(path, checksum, mirrors, dataset)
+    algorithm = _algorithm(checksum)
     try:
-        actual = md5_of(path)
+        actual = digest_of(path, algorithm)
     except OSError as error:
         raise UserError(
             f"cannot read {path} ({error.strerror}); make it readable or point --data-dir "
             "elsewhere."
         ) from None
-    if actual != md5:
+    if actual != checksum:
         raise UserError(
-            f"{dataset} file {path} is corrupt or truncated (md5 {actual}, expected {md5}); "
+            f"{dataset} file {path} is corrupt or truncated ({algorithm} {actual}, expected "
+            f"{checksum}); "
             "delete it so that it is downloaded again, or replace it with the original file."
         )
     return path
 
 
-def _download(path: Path, md5: str, mirrors: Sequence[str], dataset: str) -> None:
+def _download(path: Path, checksum: str, mirrors: Sequence[str], dataset: str) -> None:
     failures = []
     for mirror in mirrors:
         url = mirror + path.name
         try:
             with atomic_file(path) as out, urllib.request.urlopen(url, timeout=30) as response:
-                digest = hashlib.md5()
+                digest = hashlib.new(_algorithm(checksum))
                 for chunk in iter(lambda: response.read(1 << 20), b""):
                     digest.update(chunk)
                     out.write(chunk)
-                if digest.hexdigest() != md5:
+                if digest.hexdigest() != checksum:
                     raise _WrongChecksum
             return
         except _WrongChecksum:
-            failures.append(f"{url}: wrong md5")
+            failures.append(f"{url}: wrong {_algorithm(checksum)}")
         except OSError as error:  # URLError, timeouts, refused connections, an unwritable folder
             failures.append(f"{url}: {getattr(error, 'reason', None) or error.strerror or error}")
     raise UserError(
@@ -97,4 +105,4 @@ def _download(path: Path, md5: str, mirrors: Sequence[str], dataset: str) -> Non
 
 
 class _WrongChecksum(Exception):
-    """A mirror served a file with another md5: try the next mirror."""
+    """A mirror served a file with another checksum: try the next mirror."""

@@ -66,6 +66,9 @@ class DataSplits:
     validation: Split
     test: Split
     num_classes: int
+    # Sequence data (language modelling): a target per position; the loss is reported in
+    # bits per character as well.
+    sequence: bool = False
 
 
 def split_validation(

@@ -49,7 +49,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }  # fmt: skip
 PRESETS["cifar100"] = {**PRESETS["cifar10"], "dataset": "cifar100"}
+# Character-level language modelling, nanoGPT's CPU recipe: AdamW (whose first moment is the
+# momentum sparse momentum reads), 100 warm-up steps (0.4 epochs of 250), cosine decay over
+# 2,000 steps, batch 12 x 64 characters; masks updated every 100 steps.
+PRESETS["shakespeare-char"] = {
+    "dataset": "shakespeare-char", "model": "gpt-char", "optimizer": "adamw", "lr": 1e-3,
+    "momentum": 0.9, "weight_decay": 0.1, "batch_size": 12, "max_steps": 2000,
+    "lr_schedule": "cosine", "warmup_epochs": 0.4, "density": 0.2, "update_interval": 100,
+    "nesterov": False,
+}  # fmt: skip
 OPTIMIZERS = ("sgd", "adam", "adamw")
+LR_SCHEDULES = ("step", "cosine")
 
 
 @dataclass
@@ -67,6 +77,9 @@ class TrainConfig:
         "method's, 0.05; dense: 1)",
     )  # fmt: skip
     epochs: int = option(100, "training epochs")
+    max_steps: int | None = option(
+        None, "train this many optimizer steps instead (the last epoch cut short)"
+    )
     batch_size: int = option(100, "mini-batch size")
     optimizer: str = option("sgd", "sgd, adam or adamw")
     lr: float = option(0.1, "learning rate")
@@ -80,7 +93,12 @@ class TrainConfig:
     lr_milestones: list[int] = option(
         [], "epochs at which to decay the learning rate instead of every --lr-decay-every steps"
     )
-    warmup_epochs: int = option(0, "linear learning-rate warm-up over this many epochs")
+    lr_schedule: str = option(
+        "step",
+        "step (x --lr-decay-factor every --lr-decay-every steps or at --lr-milestones) or "
+        "cosine (down to a tenth of --lr over the run)",
+    )
+    warmup_epochs: float = option(0.0, "linear learning-rate warm-up over this many epochs")
     label_smoothing: float = option(0.0, "label smoothing of the training loss")
     include: list[str] = option(
         [], "only sparsify parameters whose name matches one of these patterns"
@@ -168,6 +186,7 @@ class TrainConfig:
         """Refuse values no run can use, with one sentence each, before anything is loaded."""
         self._check_numbers()
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("learning-rate schedule", self.lr_schedule, LR_SCHEDULES)
         check_choice("model", self.model, list_models())
         check_choice("data set", self.dataset, list_datasets())
         check_choice("method", self.method, METHODS)
@@ -191,7 +210,7 @@ class TrainConfig:
             ("warmup_epochs", "[0, inf)"),
         ):  # fmt: skip
             check_interval(f"--{name.replace('_', '-')}", getattr(self, name), interval)
-        for name in ("checkpoint_every", "threads"):
+        for name in ("checkpoint_every", "threads", "max_steps"):
             if getattr(self, name) is not None:
                 check_interval(f"--{name.replace('_', '-')}", getattr(self, name), "[1, inf)")
         for milestone in self.lr_milestones:
@@ -222,6 +241,14 @@ class TrainConfig:
             create_sparsifier(
                 self.method, stand_in, optimizer, **self.sparsifier_options(total_steps=self.epochs)
             )
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """The optimizer steps of the whole run: --max-steps, else every step of every epoch."""
+        return self.max_steps or self.epochs * steps_per_epoch
+
+    def run_epochs(self, steps_per_epoch: int) -> int:
+        """The epochs the run trains (the last one cut short when --max-steps says so)."""
+        return -(-self.max_steps // steps_per_epoch) if self.max_steps else self.epochs
 
     def sparsifier_options(self, total_steps: int, steps_per_epoch: int | None = None) -> dict:
         """Everything the method is built with: this run's method options and run settings."""

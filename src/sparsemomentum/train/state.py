@@ -30,6 +30,8 @@ class Training:
     sparsifier: Sparsifier
     lr_schedule: torch.optim.lr_scheduler.LRScheduler
     steps_per_epoch: int
+    total_steps: int  # of the whole run
+    epochs: int  # the run trains, the last one cut short when total_steps says so
     shuffle: torch.Generator
     scaler: torch.amp.GradScaler | None
     autocast: Any
