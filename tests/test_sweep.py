@@ -417,3 +417,13 @@ def test_numbers_are_accepted_where_the_command_line_takes_numbers(tmp_path):
     (run,) = load_experiment(write_experiment(tmp_path, text), out=tmp_path / "out").runs
     assert run.config.lr_milestones == [1, 2]
     assert run.config.method_options == {"update_interval": 100, "prune_rate": 0.0}
+
+
+def test_a_base_method_option_applies_to_the_arms_whose_method_has_it(tmp_path):
+    text = (
+        '[base]\nupdate_interval = 100\nepochs = 1\n[grid]\nmethod = ["sparse-momentum", '
+        '"static"]\nseed = [0]\n'
+    )
+    runs = {run.arm: run for run in load_experiment(write_experiment(tmp_path, text)).runs}
+    assert runs["sparse-momentum"].config.method_options == {"update_interval": 100}
+    assert runs["static"].config.method_options == {}

@@ -20,11 +20,11 @@ import json
 import re
 import tomllib
 import typing
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..algorithms import method_options
+from ..algorithms import METHODS, method_options
 from ..errors import UserError
 from ..runs import CHECKPOINT, NOT_RESULT_SETTINGS, RunFolder, run_path
 from .config import TrainConfig
@@ -285,7 +285,9 @@ def load_experiment(
         for values in itertools.product(*axes.values()):
             point = dict(zip(axes, values))
             arm_label = "".join(f"_{k}={_label(point[k])}" for k in extra_axes if k in point)
-            run = _run(file, root, {**base, **point, **overrides}, name, arm_label)
+            method = {**base, **point, **overrides}.get("method", "sparse-momentum")
+            shared = _for_method(base, method)
+            run = _run(file, root, {**shared, **point, **overrides}, name, arm_label)
             if run.path in runs:
                 raise UserError(
                     f"two runs of {file} share the folder {run.path}; give the [[variant]] "
@@ -297,6 +299,16 @@ def load_experiment(
     experiment = Experiment(file, root, ordered, selected)
     _check_finished_runs(experiment)
     return experiment
+
+
+def _for_method(base: dict[str, Any], method: str) -> dict[str, Any]:
+    """[base] without the method options ``method`` lacks: a shared update interval does not
+    stop the static and dense arms of the same grid."""
+    if method not in METHODS:
+        return base  # refused by name when the run is validated
+    own = {spec.name for spec in fields(METHODS[method])}
+    options = method_options()
+    return {key: value for key, value in base.items() if key not in options or key in own}
 
 
 def _read_tables(file: Path) -> tuple[dict, dict, list[tuple[str | None, dict[str, Any]]]]:
