@@ -25,6 +25,7 @@ ALLOWED = {
     "analysis": {"core", "algorithms", "runs", "errors", "atomic"},
     "export": {"models", "runs", "errors", "atomic"},
     "train": {"core", "algorithms", "backends", "models", "data", "runs", "analysis", "errors"},
+    "integrations": {"core", "algorithms", "train", "atomic", "errors"},
 }
 
 

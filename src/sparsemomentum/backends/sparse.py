@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..core.backend import MaskedBackend, Masks, register_backend
+from ..core.backend import Backend, MaskedBackend, Masks, register_backend
 from . import values_sgd
 from .layers import DEFAULT_MIN_WEIGHTS, SparseLayersHandle, sparsify_layers
 
@@ -55,6 +55,9 @@ class SparseBackend(MaskedBackend):
         self.values_sgd.step(dense_gradient=self.dense_gradient)
         self.apply_masks(masks, skip=self.kernels.sparse)
         return True
+
+    def stepped_elsewhere(self, masks: Masks) -> None:
+        Backend.stepped_elsewhere(self, masks)  # refused: the values-only step is this backend's
 
     def masks_changed(self, masks: Masks) -> None:
         super().masks_changed(masks)

@@ -48,6 +48,13 @@ class Backend:
         """The masks were replaced or edited: zero the newly masked weights, rebuild layouts."""
         raise NotImplementedError
 
+    def stepped_elsewhere(self, masks: Masks) -> None:
+        """The training loop stepped the optimizer itself: make masked weights zero again."""
+        raise UserError(
+            f"the {self.name} backend steps the optimizer itself; use the masked backend with "
+            "training loops that call optimizer.step() (Hugging Face, Lightning)."
+        )
+
     def set_dense_gradient(self, needed: bool) -> None:
         """Whether the next backward must give missing weights their gradient too.
 
@@ -118,6 +125,9 @@ class MaskedBackend(Backend):
 
     def masks_changed(self, masks: Masks) -> None:
         self._rebuild_multipliers(masks)
+        self.apply_masks(masks)
+
+    def stepped_elsewhere(self, masks: Masks) -> None:
         self.apply_masks(masks)
 
 

@@ -177,18 +177,29 @@ class Sparsifier:
         """
         if not self.backend.step(self.masks, scaler):
             return False
+        self._count_step()
+        return True
+
+    def optimizer_stepped(self) -> None:
+        """For training loops that call ``optimizer.step()`` themselves (Hugging Face's
+        Trainer, Lightning; see ``integrations/``): re-mask and count the step, as
+        :meth:`step` does after its own optimizer step."""
+        self.backend.stepped_elsewhere(self.masks)
+        self._count_step()
+
+    def _count_step(self) -> None:
+        """One more optimizer step: a periodic update if one is due, the gradient window."""
         self.step_count += 1
         if self.step_count == self.total_steps + 1 > 1 and self.schedule.enabled:
             warnings.warn(
                 f"step {self.step_count} is past total_steps={self.total_steps}: the prune-rate "
                 "schedule has ended and no more mask updates happen; pass the run's real number "
                 "of optimizer steps as total_steps.",
-                stacklevel=2,
+                stacklevel=3,
             )
         if self.schedule.periodic_update_at(self.step_count):
             self.update_masks()
         self.backend.set_dense_gradient(self.dense_gradient_needed())
-        return True
 
     def update_due(self) -> bool:
         """Whether :meth:`update_masks` changes anything now (no-op outside the schedule)."""

@@ -48,9 +48,9 @@ def candidate_tensors(module: nn.Module) -> list[str]:
         return [name for name in names if isinstance(getattr(module, name, None), nn.Parameter)]
     if isinstance(module, nn.RNNBase):
         return [name for name in module._flat_weights_names if name.startswith("weight_")]
-    if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding)):
-        return ["weight"] if isinstance(getattr(module, "weight", None), nn.Parameter) else []
-    return []
+    # Linear, convolutions, embeddings, and any layer type a user names (e.g. the Conv1D of
+    # Hugging Face's GPT-2): their weight
+    return ["weight"] if isinstance(getattr(module, "weight", None), nn.Parameter) else []
 
 
 @dataclass
