@@ -83,3 +83,37 @@ def test_resuming_from_a_lightning_checkpoint_is_bit_identical(tmp_path):
         assert torch.equal(mask, resumed_sparse.sparsifier.masks[name])
     for (name, a), (_, b) in zip(whole.named_parameters(), resumed.named_parameters()):
         assert torch.equal(a, b), name
+
+
+class RecordMasks(pl.Callback):
+    """Each process writes its first and last masks and its update count."""
+
+    def __init__(self, sparse, folder):
+        self.sparse, self.folder, self.initial = sparse, folder, None
+
+    def on_train_start(self, trainer, pl_module):
+        self.initial = {name: mask.clone() for name, mask in self.sparse.sparsifier.masks.items()}
+
+    def on_train_end(self, trainer, pl_module):
+        sparsifier = self.sparse.sparsifier
+        record = {"masks": sparsifier.masks, "initial": self.initial}
+        record["updates"] = sparsifier.update_count
+        torch.save(record, self.folder / f"rank{trainer.global_rank}.pt")
+
+
+@pytest.mark.parametrize("method", ["sparse-momentum", "set"])
+def test_masks_are_identical_on_two_ddp_processes(tmp_path, method):
+    sparse = SparseTrainingCallback(method=method, density=0.2, update_interval=2)
+    trainer = pl.Trainer(
+        max_epochs=2, accelerator="cpu", devices=2, strategy="ddp_spawn",
+        callbacks=[sparse, RecordMasks(sparse, tmp_path)], default_root_dir=str(tmp_path),
+        logger=False, enable_progress_bar=False, enable_model_summary=False,
+        enable_checkpointing=False,
+    )  # fmt: skip
+    trainer.fit(Classifier(), loader())  # each process sees its half of every epoch
+    first, second = (torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1))
+    assert first["updates"] == second["updates"] == 9  # 10 steps per process, every 2nd
+    for name, mask in first["masks"].items():
+        assert torch.equal(mask, second["masks"][name]), name
+    moved = [not torch.equal(first["initial"][name], mask) for name, mask in first["masks"].items()]
+    assert any(moved)  # the updates did move weights, on both processes alike
