@@ -140,3 +140,50 @@ def test_export_never_replaces_the_runs_own_files_and_says_when_a_run_is_unfinis
     (unfinished / "checkpoint.pt").unlink()
     with pytest.raises(sm.UserError, match="has no checkpoint to export; train it first"):
         export_run(unfinished, tmp_path / "none.pt")
+
+
+def test_safetensors_export_predicts_like_the_trained_model_and_other_tools_read_it(
+    trained_run, tmp_path, data_dir
+):
+    safetensors = pytest.importorskip("safetensors.torch")
+    out = tmp_path / "model.bin"
+    assert main(["export", str(trained_run), "--out", str(out), "--format", "safetensors"]) == 0
+    raw = safetensors.load_file(str(out))  # no sparsemomentum needed to read it
+    assert raw["fc1.weight:values"].numel() == raw["fc1.weight:col_indices"].numel()
+    assert raw["fc1.weight:crow_indices"].numel() == 301 and "fc1.bias" in raw
+    state = load_checkpoint(trained_run)
+    trained = sm.create_model("lenet300-100")
+    trained.load_state_dict(state["model"])
+    trained.eval()
+    inputs = load_dataset("mnist", data_dir, download=False).test.inputs[:500]
+    with torch.no_grad():
+        assert torch.equal(sm.load_exported(out)(inputs), trained(inputs))
+    size, dense = export_run(trained_run, tmp_path / "named.safetensors")  # format from name
+    assert (tmp_path / "named.safetensors").read_bytes()[:2] != b"PK" and size < 0.15 * dense
+
+
+def test_a_tampered_safetensors_export_is_refused_in_one_sentence(trained_run, tmp_path):
+    safetensors = pytest.importorskip("safetensors.torch")
+    from safetensors import safe_open
+
+    from sparsemomentum.export import _digest
+
+    path = tmp_path / "model.safetensors"
+    export_run(trained_run, path)
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0x01  # one bit of the last tensor's bytes
+    (tmp_path / "flipped.safetensors").write_bytes(bytes(data))
+    with pytest.raises(sm.UserError, match="do not match their SHA-256"):
+        sm.load_exported(tmp_path / "flipped.safetensors")
+    (tmp_path / "cut.safetensors").write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(sm.UserError, match="is not a readable sparsemomentum export"):
+        sm.load_exported(tmp_path / "cut.safetensors")
+    # a consistent file whose columns run out of range (digest recomputed by a forger)
+    tensors = safetensors.load_file(str(path))
+    with safe_open(str(path), framework="pt") as file:
+        metadata = file.metadata()
+    tensors["fc1.weight:col_indices"][0] = 10**6
+    metadata["sha256"] = _digest(tensors)
+    safetensors.save_file(tensors, str(tmp_path / "forged.safetensors"), metadata=metadata)
+    with pytest.raises(sm.UserError, match="'fc1.weight' has inconsistent indices"):
+        sm.load_exported(tmp_path / "forged.safetensors")

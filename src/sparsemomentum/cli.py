@@ -170,16 +170,25 @@ def _add_export_command(commands) -> None:
         "export",
         help="write a run's trained model with its sparse weights stored compactly",
         description="Store every masked weight as CSR (values + int32 indices); load with "
-        "sparsemomentum.load_exported(FILE).",
+        "sparsemomentum.load_exported(FILE), which reads either format.",
     )
     export_parser.add_argument("run_dir", help="a training run's folder")
-    export_parser.add_argument("--out", required=True, help="file to write, e.g. model.pt")
+    export_parser.add_argument(
+        "--out", required=True, help="file to write, e.g. model.pt or model.safetensors"
+    )
+    export_parser.add_argument(
+        "--format",
+        dest="file_format",
+        choices=("pt", "safetensors"),
+        help="pt (torch.save) or safetensors (readable by other tools; docs/export.md); "
+        "default: safetensors for a .safetensors file name, else pt",
+    )
 
 
-def _export(run_dir: str, out: str) -> None:
+def _export(run_dir: str, out: str, file_format: str | None) -> None:
     from .export import export_run
 
-    size, dense = export_run(run_dir, out)
+    size, dense = export_run(run_dir, out, file_format)
     print(f"wrote {out}: {size:,} bytes, {size / dense:.1%} of the dense model's {dense:,} bytes")
 
 

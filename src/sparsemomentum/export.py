@@ -9,10 +9,17 @@ The loader trusts nothing in the file: the model is rebuilt from its registered 
 and every stored field is checked against that model (names, shapes, dtypes, index ranges,
 sorted and unique columns) before anything the size of a weight is allocated, so a damaged
 or hostile file is one sentence, never a traceback or a terabyte allocation.
+
+The same content can be written as one ``.safetensors`` file, which other tools read without
+torch's pickle: a sparse weight ``W`` becomes three tensors ``W:crow_indices``,
+``W:col_indices`` and ``W:values``; the metadata names the model, its classes, the sparse
+weights' shapes, and a SHA-256 of every tensor's name, dtype, shape and bytes, so that a
+changed byte is refused, not loaded (docs/export.md).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -29,6 +36,7 @@ from .models import create_model, list_models
 from .runs import NoCheckpoint, RunFolder, is_run_file, load_checkpoint
 
 FORMAT = "sparsemomentum-export-1"
+FORMATS = ("pt", "safetensors")
 CSR_KEYS = {"shape", "crow_indices", "col_indices", "values"}
 INDEX_TYPES = (torch.int32, torch.int64)
 
@@ -61,8 +69,10 @@ def export_model(
     model_name: str,
     num_classes: int,
     path: str | os.PathLike,
+    file_format: str = "pt",
 ) -> int:
-    """Write the export atomically; returns its size in bytes."""
+    """Write the export atomically in ``file_format`` (``pt`` or ``safetensors``); returns its
+    size in bytes."""
     path = Path(path)
     tensors = sparse_state(model, masks)
     payload = {
@@ -71,9 +81,13 @@ def export_model(
         "num_classes": num_classes,
         "tensors": tensors,
     }
+    content = _flat_bytes(payload) if file_format == "safetensors" else None
     try:
         with atomic_file(path) as out:
-            torch.save(payload, out)
+            if content is None:
+                torch.save(payload, out)
+            else:
+                out.write(content)
     except OSError as error:
         raise UserError(
             f"cannot write {path} ({error.strerror}); choose a writable --out."
@@ -81,9 +95,21 @@ def export_model(
     return path.stat().st_size
 
 
-def export_run(run_dir: str | os.PathLike, path: str | os.PathLike) -> tuple[int, int]:
+def export_format(path: str | os.PathLike, file_format: str | None = None) -> str:
+    """The format asked for, else the one the file name says (``.safetensors``), else pt."""
+    if file_format is None:
+        return "safetensors" if Path(path).suffix == ".safetensors" else "pt"
+    if file_format not in FORMATS:
+        raise UserError(f"unknown export format {file_format!r}; choose pt or safetensors.")
+    return file_format
+
+
+def export_run(
+    run_dir: str | os.PathLike, path: str | os.PathLike, file_format: str | None = None
+) -> tuple[int, int]:
     """Export the model of a run folder's last checkpoint; returns (export bytes, dense bytes)."""
     run_dir = Path(run_dir)
+    file_format = export_format(path, file_format)
     if is_run_file(path):
         raise UserError(
             f"--out {path} would replace a file of the run folder {Path(path).parent}; write the "
@@ -109,7 +135,8 @@ def export_run(run_dir: str | os.PathLike, path: str | os.PathLike) -> tuple[int
         )
     model = create_model(model_name, num_classes=state["num_classes"])
     model.load_state_dict(state["model"])
-    size = export_model(model, state["sparsifier"]["masks"], model_name, state["num_classes"], path)
+    masks = state["sparsifier"]["masks"]
+    size = export_model(model, masks, model_name, state["num_classes"], path, file_format)
     dense = io.BytesIO()
     torch.save(model.state_dict(), dense)
     return size, dense.getbuffer().nbytes
@@ -134,7 +161,9 @@ def load_exported(path: str | os.PathLike) -> nn.Module:
 
 def _read(path: str | os.PathLike) -> dict[str, Any]:
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with open(path, "rb") as file:
+            is_zip = file.read(2) == b"PK"  # torch.save writes a zip archive, safetensors not
+        payload = torch.load(path, map_location="cpu", weights_only=True) if is_zip else None
     except FileNotFoundError:
         raise UserError(
             f"no exported model at {path}; run 'sparsemomentum export RUN_DIR --out FILE' first."
@@ -143,9 +172,93 @@ def _read(path: str | os.PathLike) -> dict[str, Any]:
         raise UserError(
             f"{path} is not a readable sparsemomentum export ({type(error).__name__})."
         ) from None
+    if payload is None:
+        payload = _read_flat(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UserError(f"{path} is not a sparsemomentum export (format {FORMAT}).")
     return payload
+
+
+def _safetensors():
+    try:
+        import safetensors.torch
+    except ImportError:
+        raise UserError(
+            "the safetensors format needs the safetensors package: pip install "
+            "'sparsemomentum[safetensors]'."
+        ) from None
+    return safetensors.torch
+
+
+def _flat_bytes(payload: dict[str, Any]) -> bytes:
+    """The export as safetensors bytes: CSR parts as separate tensors, the rest in metadata."""
+    tensors, shapes = {}, {}
+    for name, value in payload["tensors"].items():
+        if isinstance(value, torch.Tensor):
+            tensors[name] = value.contiguous()
+            continue
+        shapes[name] = value["shape"]
+        for part in ("crow_indices", "col_indices", "values"):
+            tensors[f"{name}:{part}"] = value[part].contiguous()
+    metadata = {
+        "format": FORMAT,
+        "model": payload["model"],
+        "num_classes": str(payload["num_classes"]),
+        "sparse_shapes": json.dumps(shapes),
+        "sha256": _digest(tensors),
+    }
+    return _safetensors().save(tensors, metadata=metadata)
+
+
+def _read_flat(path: str | os.PathLike) -> dict[str, Any]:
+    """A safetensors export back in the payload form the checks below read."""
+    if Path(path).suffix == ".safetensors":
+        _safetensors()  # says how to install it
+    try:
+        from safetensors import safe_open
+    except ImportError:
+        raise UserError(f"{path} is not a readable sparsemomentum export.") from None
+    try:
+        with safe_open(str(path), framework="pt") as file:
+            metadata = file.metadata() or {}
+            tensors = {name: file.get_tensor(name) for name in file.keys()}
+        shapes = json.loads(metadata.get("sparse_shapes", "{}"))
+        num_classes = int(metadata.get("num_classes", ""))
+    except Exception as error:  # the library's own error for a malformed header, or ours
+        raise UserError(
+            f"{path} is not a readable sparsemomentum export ({type(error).__name__})."
+        ) from None
+    if metadata.get("format") != FORMAT:
+        raise UserError(f"{path} is not a sparsemomentum export (format {FORMAT}).")
+    if metadata.get("sha256") != _digest(tensors):
+        raise _damaged(path, "its tensors do not match their SHA-256 (a changed byte)")
+    return {"format": FORMAT, "model": metadata.get("model"), "num_classes": num_classes,
+            "tensors": _nested(tensors, shapes, path)}  # fmt: skip
+
+
+def _nested(tensors: dict[str, torch.Tensor], shapes: Any, path) -> dict[str, Any]:
+    """Gather each sparse weight's three tensors back into one CSR entry."""
+    if not isinstance(shapes, dict):
+        raise _damaged(path, "its sparse_shapes metadata is not a mapping")
+    nested: dict[str, Any] = {name: tensor for name, tensor in tensors.items() if ":" not in name}
+    for name, shape in shapes.items():
+        parts = {part: tensors.get(f"{name}:{part}") for part in CSR_KEYS - {"shape"}}
+        if any(part is None for part in parts.values()):
+            raise _damaged(path, f"the sparse weight {name!r} misses one of its parts")
+        nested[name] = {"shape": shape, **parts}
+    stray = {name.split(":")[0] for name in tensors if ":" in name} - set(shapes)
+    if stray:
+        raise _damaged(path, f"{sorted(stray)[0]!r} has CSR parts but no shape")
+    return nested
+
+
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{list(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _damaged(path: str | os.PathLike, problem: str) -> UserError:
