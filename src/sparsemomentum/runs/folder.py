@@ -16,6 +16,7 @@ from typing import Any
 from ..atomic import atomic_file
 from ..errors import UserError
 from .checkpoint import CHECKPOINT, PREVIOUS
+from .tensorboard import TensorBoardLog, require_tensorboard
 
 # What a report needs from a summary.json.
 SUMMARY_KEYS = ("model", "dataset", "method", "density", "seed", "epochs", "test_error")
@@ -34,9 +35,16 @@ class RunFolder:
     FILES = (CONFIG, METRICS, SUMMARY, CHECKPOINT, PREVIOUS, *PLOTS)
 
     def __init__(
-        self, path: str | os.PathLike, overwrite: bool = False, resume: bool = False
+        self,
+        path: str | os.PathLike,
+        overwrite: bool = False,
+        resume: bool = False,
+        tensorboard: bool = False,
     ) -> None:
         self.path = Path(path)
+        self.tensorboard: TensorBoardLog | bool = tensorboard  # opened at the first record
+        if tensorboard:
+            require_tensorboard()  # refused before anything is written
         if resume:
             if not (self.path / self.CONFIG).exists():
                 raise UserError(
@@ -87,11 +95,21 @@ class RunFolder:
         try:
             with open(self.path / self.METRICS, "a") as out:
                 out.write(json.dumps(record, sort_keys=True) + "\n")
+            if self.tensorboard is True:
+                self.tensorboard = TensorBoardLog(self.path, first_epoch=record["epoch"])
+            if self.tensorboard:
+                self.tensorboard.write(record)
         except OSError as error:
             raise UserError(
                 f"cannot write metrics into {self.path} ({error.strerror}); free disk space or "
                 "make it writable."
             ) from None
+
+    def close(self) -> None:
+        """Flush and close what stays open between epochs (the TensorBoard writer)."""
+        if isinstance(self.tensorboard, TensorBoardLog):
+            self.tensorboard.close()
+            self.tensorboard = True
 
     def keep_metrics_before(self, epoch: int) -> None:
         """On resume: drop the lines of epochs the checkpoint does not include."""

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 # Settings that cannot change a run's numbers: where it writes, where its data is, how it runs.
-NOT_RESULT_SETTINGS = ("out", "overwrite", "resume", "data_dir", "download", "threads", "device")
+NOT_RESULT_SETTINGS = (
+    "out", "overwrite", "resume", "data_dir", "download", "threads", "device", "tensorboard"
+)  # fmt: skip
 
 
 def density_folder(density: float) -> str:

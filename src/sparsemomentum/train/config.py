@@ -118,6 +118,9 @@ class TrainConfig:
     download: bool = option(True, "download missing data files from the public mirrors")
     out: str | None = option(None, "run folder for config.json, metrics.jsonl, summary.json, plots")
     overwrite: bool = option(False, "replace the contents of an existing run folder")
+    tensorboard: bool = option(
+        False, "also write the per-epoch metrics and layer densities as TensorBoard scalars"
+    )
     threads: int | None = option(
         None, "CPU threads (default: the cores other processes leave idle, checked every epoch)"
     )

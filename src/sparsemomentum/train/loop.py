@@ -92,7 +92,7 @@ def prepare(config: TrainConfig, group: distributed.ProcessGroup, progress: bool
     """Data, model, optimizer, sparsifier and schedules, all from the config."""
     folder = None
     if config.out and group.is_main:
-        folder = RunFolder(config.out, config.overwrite, resume=bool(config.resume))
+        folder = RunFolder(config.out, config.overwrite, bool(config.resume), config.tensorboard)
     torch.manual_seed(config.seed)
     splits = data.load_dataset(config.dataset, data.data_root(config.data_dir), config.download)
     model = models.create_model(config.model, num_classes=splits.num_classes).to(group.device)
@@ -360,5 +360,6 @@ def finish(training: Training, record: dict[str, Any] | None, started: float) ->
     }
     if training.folder:
         training.folder.write_json(RunFolder.SUMMARY, summary)
+        training.folder.close()
         plot_run(training.folder.path)
     return summary
