@@ -5,8 +5,11 @@ of two cores busy, a second thread waits for a time slice at each barrier: LeNet
 step took 2.1 ms on one thread and 97 ms on two (sparse backend: 1.1 ms and 39 ms) on this
 2-core machine with one core busy (docs/speed.md, "Threads under load"). So before every
 epoch the run counts the cores that other processes leave idle, over a 50 ms sample of
-/proc/stat, and uses that many threads (at least one). Niced work counts as idle: it gives
-way. Where /proc/stat is missing (not Linux) torch's own default stays.
+/proc/stat, and uses that many threads (at least one). Niced work counts as busy: with the
+kernel's autogroups (the default on most distributions) a niced process in another session
+does not give way, and a second thread waiting at every barrier costs far more than a core
+left unused (a sweep at nice 19 beside a run that took both cores made its epochs 80x
+slower). Where /proc/stat is missing (not Linux) torch's own default stays.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from pathlib import Path
 
 _STAT = Path("/proc/stat")
 # /proc/stat columns after the cpu name: user nice system idle iowait irq softirq steal
-_BUSY = (0, 2, 5, 6, 7)
-_IDLE = (1, 3, 4)
+_BUSY = (0, 1, 2, 5, 6, 7)
+_IDLE = (3, 4)
 
 
 def _times() -> dict[int, tuple[int, int]]:
