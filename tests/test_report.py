@@ -221,3 +221,14 @@ def test_error_against_a_swept_setting_with_differences_to_a_baseline(tmp_path):
     assert_png(root / "lenet300-100_mnist_error-vs-prune_rate.png")
     with pytest.raises(UserError, match="no run records a number for 'depth'"):
         write_report(root, against="depth")
+
+
+def test_only_selects_runs_by_setting_before_anything_is_averaged(sweep, tmp_path, capsys):
+    report = write_report(sweep, tmp_path / "a", only=["method=set"]).read_text()
+    assert "| set |" in report and "| sparse-momentum |" not in report
+    both = write_report(sweep, tmp_path / "b", only=["density=0.05", "seed=0"]).read_text()
+    assert "2.50" not in both and "(2)" not in both  # the 1 % runs and seed 1 left out
+    assert main(["report", str(sweep), "--out", str(tmp_path / "c"), "--only", "method=rigl"]) == 2
+    assert "no finished run under" in capsys.readouterr().err
+    with pytest.raises(UserError, match="--only takes KEY=VALUE"):
+        write_report(sweep, tmp_path / "d", only=["method"])

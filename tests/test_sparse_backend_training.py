@@ -225,6 +225,28 @@ def test_small_or_dense_layers_stay_on_the_dense_path_and_move_when_their_densit
         assert torch.all(weight[~sparsifier.masks[name]] == 0)
 
 
+def test_masks_changed_by_hand_settle_the_momentum_decay_owed_under_the_old_masks():
+    """Missing weights' momenta owe one decay per step, applied lazily; masks assigned between
+    steps and announced with masks_changed() must settle that debt with the old layout first
+    (a layer moved to dense kernels with debt outstanding once crashed the next window step)."""
+    torch.manual_seed(0)
+    model = mlp(200, 100, 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    sparsifier = sm.Static(model, optimizer, density=0.1, backend="sparse")
+    sparsifier.backend.set_dense_gradient(True)  # a window step: every momentum non-zero
+    train_steps(sparsifier, model, 1, 200, 10)
+    weight, old = sparsifier.weights["0.weight"], sparsifier.masks["0.weight"].clone()
+    owed = optimizer.state[weight]["momentum_buffer"][~old].clone() * 0.9**3
+    train_steps(sparsifier, model, 3, 200, 10, seed=1)  # plain steps: three decays owed
+    assert sparsifier.backend.values_sgd.pending_decay["0.weight"] == 3
+    sparsifier.masks["0.weight"] = torch.ones_like(old)  # the layer goes to dense kernels
+    sparsifier.masks_changed()
+    assert torch.allclose(optimizer.state[weight]["momentum_buffer"][~old], owed)
+    sparsifier.backend.set_dense_gradient(True)
+    train_steps(sparsifier, model, 2, 200, 10, seed=2)
+    assert sparsifier.nonzero_count() == old.numel() + sparsifier.masks["2.weight"].sum()
+
+
 def test_mixed_precision_runs_sparse_layers_in_float32_and_a_bfloat16_model_stays_dense():
     torch.manual_seed(0)
     model = cnn()

@@ -158,6 +158,14 @@ def _add_report_command(commands) -> None:
         "of an ablation)",
     )
     report_parser.add_argument(
+        "--only",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="only the runs with this setting, e.g. --only model=mlp-300x2 --only "
+        "model=mlp-300x4 (repeatable; several values of one key: any of them)",
+    )
+    report_parser.add_argument(
         "--density",
         type=float,
         help="density of the layer-density and learning-curve figures (default: 0.05 or the "
@@ -215,11 +223,16 @@ def _sweep(
 
 
 def _report(
-    path: str, out: str | None, density: float | None, against: str | None, baseline: str | None
+    path: str,
+    out: str | None,
+    density: float | None,
+    against: str | None,
+    baseline: str | None,
+    only: list[str],
 ) -> None:
     from .analysis.report import write_report
 
-    print(f"wrote {write_report(path, out, density, against, baseline)}")
+    print(f"wrote {write_report(path, out, density, against, baseline, only)}")
 
 
 # What a resumed run may be given: where its data is and how it runs, not what it computes.

@@ -16,7 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..errors import UserError
 from ..runs import NOT_RESULT_SETTINGS, RunFolder, arm_from_path, read_metrics, read_summary
@@ -72,9 +72,10 @@ def _read_config(run_dir: Path) -> dict[str, Any]:
     return config if isinstance(config, dict) else {}
 
 
-def find_runs(root: str | os.PathLike) -> list[RunRecord]:
+def find_runs(root: str | os.PathLike, only: Sequence[str] = ()) -> list[RunRecord]:
     """Every finished run at or below ``root``, labelled by its sweep variant or else its
-    method; a run whose files are damaged is skipped with a one-line warning."""
+    method; a run whose files are damaged is skipped with a one-line warning. ``only``:
+    ``KEY=VALUE`` selections, as the sweep takes them (several values of one key: any)."""
     root = Path(root)
     if not root.exists():
         raise UserError(f"{root} does not exist; pass a run folder or a sweep folder.")
@@ -94,8 +95,42 @@ def find_runs(root: str | os.PathLike) -> list[RunRecord]:
             f"no finished runs (summary.json) under {root}; train some with `sparsemomentum "
             "sweep` or `train` first."
         )
+    runs = selected(runs, only, root)
     _tell_recipes_apart(runs)
     return runs
+
+
+def selected(runs: list[RunRecord], only: Sequence[str], root: Path) -> list[RunRecord]:
+    """The runs whose settings match every key of ``only`` (``model=mlp-300x4``, ...)."""
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for selection in only:
+        key, separator, value = selection.partition("=")
+        if not separator or not key or not value:
+            raise UserError(
+                f"--only takes KEY=VALUE, e.g. --only model=mlp-300x2; got {selection!r}."
+            )
+        wanted[key].add(value)
+    kept = [
+        run
+        for run in runs
+        if all(any(_matches(run, key, value) for value in values) for key, values in wanted.items())
+    ]
+    if not kept:
+        asked = " ".join(f"--only {selection}" for selection in only)
+        raise UserError(f"no finished run under {root} matches {asked}; check the key and value.")
+    return kept
+
+
+def _matches(run: RunRecord, key: str, text: str) -> bool:
+    value = run.label if key == "variant" else run.setting(key)
+    if isinstance(value, bool):
+        return str(value).lower() == text.lower()
+    if isinstance(value, (int, float)):
+        try:
+            return float(text) == value
+        except ValueError:
+            return False
+    return str(value) == text
 
 
 def _tell_recipes_apart(runs: list[RunRecord]) -> None:

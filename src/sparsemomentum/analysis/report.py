@@ -14,6 +14,7 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from ..algorithms import METHODS
 from ..errors import UserError
@@ -316,12 +317,13 @@ def write_report(
     density: float | None = None,
     against: str | None = None,
     baseline: str | None = None,
+    only: Sequence[str] = (),
 ) -> Path:
     """Write report.md and its PNG figures into ``out`` (default: ``root``); returns report.md.
 
     ``against``: also the test error against this swept setting (``against.section``), as
-    differences to the row ``baseline`` if given."""
-    runs = find_runs(root)
+    differences to the row ``baseline`` if given; ``only``: ``KEY=VALUE`` selections of runs."""
+    runs = find_runs(root, only)
     out = Path(out) if out is not None else Path(root)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; pass a folder for report.md and the figures.")

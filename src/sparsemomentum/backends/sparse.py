@@ -60,6 +60,9 @@ class SparseBackend(MaskedBackend):
         Backend.stepped_elsewhere(self, masks)  # refused: the values-only step is this backend's
 
     def masks_changed(self, masks: Masks) -> None:
+        # The decay the missing momenta owe was run up under the old layouts: settle it
+        # before they go (update_masks has done so already; masks set by hand have not).
+        self.sync_optimizer_state()
         super().masks_changed(masks)
         if self.kernels is not None:
             self.kernels.rebuild(masks)
