@@ -427,3 +427,42 @@ def test_a_base_method_option_applies_to_the_arms_whose_method_has_it(tmp_path):
     runs = {run.arm: run for run in load_experiment(write_experiment(tmp_path, text)).runs}
     assert runs["sparse-momentum"].config.method_options == {"update_interval": 100}
     assert runs["static"].config.method_options == {}
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and b"spawn_main" in (stat.parent / "cmdline").read_bytes():
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_workers_stop_when_their_sweep_process_is_killed(tmp_path, data_dir):
+    """A sweep killed without clean-up (SIGKILL) must not leave its workers training on."""
+    import subprocess
+    import sys
+    import time
+
+    file = write_experiment(tmp_path, "[base]\nepochs = 100\n[grid]\nseed = [0, 1]\n")
+    command = [sys.executable, "-m", "sparsemomentum", "sweep", str(file), "--jobs", "2"]
+    command += ["--out", str(tmp_path / "out"), "--data-dir", str(data_dir)]
+    sweep = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while len(workers := _children(sweep.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(workers) == 2
+    sweep.kill()
+    sweep.wait()
+    deadline = time.monotonic() + 15
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    alive = [pid for pid in workers if Path(f"/proc/{pid}/stat").exists()]
+    zombies = [
+        p for p in alive if Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    ]
+    assert alive == zombies  # gone (or reaped-to-be zombies), not training

@@ -13,6 +13,9 @@ from __future__ import annotations
 import csv
 import io
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
@@ -129,7 +132,10 @@ def _run_all(
             finished(run, _attempt(trainer, run, _lock_file(experiment, run), True))
         return
     # spawn, not fork: a forked copy of a process that already used torch's threads can hang.
-    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(
+        jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_exit_with_parent,
+        initargs=(os.getpid(),),
+    )  # fmt: skip
     try:
         futures = {}
         for run in pending:
@@ -140,3 +146,16 @@ def _run_all(
             finished(futures[future], future.result())
     finally:
         pool.shutdown(cancel_futures=True)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Stop this worker when its sweep process is gone. A sweep killed with SIGTERM or SIGKILL
+    runs no clean-up, and its workers would train on unseen, holding their runs' locks; this
+    way the next sweep resumes those runs from their last checkpoints."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
