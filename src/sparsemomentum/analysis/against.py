@@ -30,6 +30,13 @@ class Point:
     n: int
 
 
+def _text(point: Point) -> str:
+    """mean ± SE (n); one run has no standard error to show."""
+    if point.n < 2:
+        return f"{point.mean:.2f} (1)"
+    return f"{point.mean:.2f} ± {point.se:.2f} ({point.n})"
+
+
 def _cell(errors: list[float]) -> Point:
     mean = sum(errors) / len(errors)
     if len(errors) < 2:
@@ -77,10 +84,7 @@ def markdown(table: dict[str, dict[float, Point]], setting: str) -> list[str]:
         "|---" * (len(values) + 2) + "|",
     ]
     for row, points in table.items():
-        cells = [
-            f"{points[x].mean:.2f} ± {points[x].se:.2f} ({points[x].n})" if x in points else "–"
-            for x in values
-        ]
+        cells = [_text(points[x]) if x in points else "–" for x in values]
         means = [p.mean for p in points.values()]
         lines.append(f"| {row} | " + " | ".join(cells) + f" | {max(means) - min(means):.2f} |")
     return lines
