@@ -129,9 +129,14 @@ def place(sparsifier: sm.Sparsifier, counts: dict[str, int]) -> None:
     sparsifier.masks_changed()
 
 
+def learned_densities() -> dict[str, dict[str, dict[str, float]]]:
+    """Per network and density, the per-layer densities `--learn` saved (none learned yet: {})."""
+    return json.loads(LEARNED.read_text()) if LEARNED.exists() else {}
+
+
 def learned_counts(setting: Setting, density: float, sparsifier: sm.Sparsifier) -> dict[str, int]:
     """The learned per-layer densities as counts that sum exactly to the sparsifier's target."""
-    saved = json.loads(LEARNED.read_text())[setting.model][f"{density:g}"]
+    saved = learned_densities()[setting.model][f"{density:g}"]
     sizes = {name: weight.numel() for name, weight in sparsifier.weights.items()}
     weights = [saved[name] * sizes[name] for name in sizes]
     counts = allocation.allocate(sparsifier.target_nonzero_count(), weights, list(sizes.values()))
@@ -182,7 +187,7 @@ def measure(setting: Setting, density: float, rounds: int, steps: int) -> list[d
     dense, masked = build(setting, density, None), build(setting, density, "masked")
     sparse = {"uniform": build(setting, density, "sparse"),
               "erk": build(setting, density, "sparse", "erk")}  # fmt: skip
-    if LEARNED.exists() and setting.model in json.loads(LEARNED.read_text()):
+    if f"{density:g}" in learned_densities().get(setting.model, {}):
         counts = learned_counts(setting, density, sparse["uniform"].sparsifier)
         sparse["learned"] = build(setting, density, "sparse", counts=counts)
     variants = [dense, masked, *sparse.values()]
@@ -252,9 +257,14 @@ def print_table(records: list[dict]) -> None:
         )
 
 
+def chosen(densities: tuple[float, ...], only: list[float] | None) -> list[float]:
+    return [density for density in densities if not only or density in only]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", help="only these networks (default: all)")
+    parser.add_argument("--densities", nargs="*", type=float, help="only these densities")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=2, help="plain steps per variant and round")
     parser.add_argument("--threads", type=int, default=2)
@@ -266,9 +276,9 @@ def main() -> None:
     torch.set_num_threads(arguments.threads)
     settings = [s for s in SETTINGS if not arguments.models or s.model in arguments.models]
     if arguments.learn:
-        learned = json.loads(LEARNED.read_text()) if LEARNED.exists() else {}
+        learned = learned_densities()
         for setting in settings:
-            for density in setting.densities:
+            for density in chosen(setting.densities, arguments.densities):
                 layers = learn(setting, density, arguments.data_dir, arguments.learn_steps)
                 learned.setdefault(setting.model, {})[f"{density:g}"] = layers
                 LEARNED.write_text(json.dumps(learned, indent=1, sort_keys=True) + "\n")
@@ -279,12 +289,13 @@ def main() -> None:
     )
     records = []
     for setting in settings:
-        for density in setting.densities:
-            records += measure(setting, density, arguments.rounds, arguments.steps)
-            print_table(records[-3:])
+        for density in chosen(setting.densities, arguments.densities):
+            measured = measure(setting, density, arguments.rounds, arguments.steps)
+            print_table(measured)
+            records += measured
+            if arguments.json:  # after every network: a long run that stops keeps what it timed
+                arguments.json.write_text(json.dumps(records, indent=1) + "\n")
     print_table(records)
-    if arguments.json:
-        arguments.json.write_text(json.dumps(records, indent=1) + "\n")
 
 
 if __name__ == "__main__":
