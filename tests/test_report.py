@@ -232,3 +232,25 @@ def test_only_selects_runs_by_setting_before_anything_is_averaged(sweep, tmp_pat
     assert "no finished run under" in capsys.readouterr().err
     with pytest.raises(UserError, match="--only takes KEY=VALUE"):
         write_report(sweep, tmp_path / "d", only=["method"])
+
+
+def test_a_language_model_report_speaks_of_bits_per_character(tmp_path):
+    """Lower-is-better bits per character in the table, the learning curve and the captions."""
+    root = tmp_path / "runs"
+    for density, seed, bpc in [(0.1, 0, 3.0), (0.1, 1, 3.2), (0.2, 0, 2.9)]:
+        folder = root / "gpt-char/shakespeare-char/sparse-momentum" / f"d{density}" / f"s{seed}"
+        run = write_run(folder, "sparse-momentum", density, seed, 60.0)
+        summary = json.loads((run / "summary.json").read_text())
+        summary.update(model="gpt-char", dataset="shakespeare-char", test_bpc=bpc)
+        (run / "summary.json").write_text(json.dumps(summary))
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        lines = [json.dumps({**r, "validation_bpc": bpc + 1 / r["epoch"]}) for r in records]
+        (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    report = write_report(root).read_text()
+    assert "Rows: test bits per character, mean ± SE" in report
+    assert table_rows(report)["sparse-momentum"] == ["3.10 ± 0.10 (2)", "2.90 (1)"]
+    assert "(bits per character for language models)" in report
+    assert "![Validation bits per character per epoch, 10 % density]" in report
+    assert "![Test bits per character vs density]" in report
+    assert (root / "gpt-char_shakespeare-char_validation-bpc_d0.1.png").exists()
+    assert not list(root.glob("*validation-accuracy*"))

@@ -62,6 +62,12 @@ class Group:
             ),
         )
         self.score_name = runs[0].score_name
+        # The learning curve: what a language model's validation is judged by, else accuracy.
+        language_model = "test_bpc" in runs[0].summary
+        self.curve_key = "validation_bpc" if language_model else "validation_accuracy"
+        self.curve_name = (
+            "validation bits per character" if language_model else "validation accuracy (%)"
+        )
         self.densities = sorted({run.density for run in runs})
         errors: dict[tuple[str, float], list[float]] = defaultdict(list)
         for run in runs:
@@ -174,17 +180,18 @@ def plot_layer_density(group: Group, density: float, path: Path) -> None:
     plt.close(figure)
 
 
-def _mean_curve(runs: list[RunRecord]) -> tuple[list[int], list[float]]:
+def _mean_curve(runs: list[RunRecord], key: str) -> tuple[list[int], list[float]]:
     by_epoch: dict[int, list[float]] = defaultdict(list)
     for run in runs:
         for record in run.metrics:
-            by_epoch[record["epoch"]].append(record["validation_accuracy"])
+            by_epoch[record["epoch"]].append(record[key])
     epochs = sorted(by_epoch)
     return epochs, [statistics.fmean(by_epoch[epoch]) for epoch in epochs]
 
 
-def plot_validation_accuracy(group: Group, density: float, path: Path) -> None:
-    """(b) Validation accuracy per epoch, mean over seeds, per row at one density; dense dashed."""
+def plot_validation_curve(group: Group, density: float, path: Path) -> None:
+    """(b) The learning curve (validation accuracy, or bits per character for a language
+    model) per epoch, mean over seeds, per row at one density; dense dashed."""
     plt = pyplot()
     colors = _colors(group.labels)
     figure, axis = plt.subplots(figsize=(6.4, 4.0))
@@ -195,18 +202,18 @@ def plot_validation_accuracy(group: Group, density: float, path: Path) -> None:
             if run.label == label and run.metrics and (run.density == density or run.dense)
         ]
         if runs:
-            epochs, accuracy = _mean_curve(runs)
+            epochs, values = _mean_curve(runs, group.curve_key)
             axis.plot(
                 epochs,
-                accuracy,
+                values,
                 color=colors[label],
                 linestyle="--" if runs[0].dense else "-",
                 label=f"{label} (n={len(runs)})",
             )
     axis.set(
         xlabel="epoch",
-        ylabel="validation accuracy (%)",
-        title=f"Validation accuracy, {group.title}, {_percent(density)} density",
+        ylabel=group.curve_name,
+        title=f"{group.curve_name.capitalize()}, {group.title}, {_percent(density)} density",
     )
     axis.grid(alpha=0.3)
     axis.legend(fontsize="small")
@@ -298,16 +305,18 @@ def _group_section(group: Group, out: Path, density: float | None) -> list[str]:
     prefix = f"{group.model}_{group.dataset}"
     chosen = group.figure_density(density)
     if any(run.metrics for run in group.runs if run.density == chosen):
+        curve = group.curve_key.replace("_", "-")
         for kind, caption, plot in (
             ("layer-density", "Per-layer density over training", plot_layer_density),
-            ("validation-accuracy", "Validation accuracy per epoch", plot_validation_accuracy),
+            (curve, f"{group.curve_name.capitalize()} per epoch", plot_validation_curve),
         ):
             name = f"{prefix}_{kind}_{density_folder(chosen)}.png"
             plot(group, chosen, out / name)
             lines += ["", f"![{caption}, {_percent(chosen)} density]({name})"]
     if len({run.density for run in group.runs if not run.dense}) > 1:
         plot_error_vs_density(group, out / f"{prefix}_error-vs-density.png")
-        lines += ["", f"![Test error vs density]({prefix}_error-vs-density.png)"]
+        caption = f"{group.score_name.capitalize()} vs density"
+        lines += ["", f"![{caption}]({prefix}_error-vs-density.png)"]
     return lines
 
 
@@ -335,9 +344,9 @@ def write_report(
     lines = [
         "# Report",
         "",
-        f"{len(runs)} finished runs under `{root}`. Test error in % as mean ± standard error "
-        f"over seeds (number of runs); *paper*: the value reported by {CITATION}, where there "
-        "is one.",
+        f"{len(runs)} finished runs under `{root}`. Test error in % (bits per character for "
+        "language models) as mean ± standard error over seeds (number of runs); *paper*: the "
+        f"value reported by {CITATION}, where there is one.",
     ]
     for (model, dataset), members in sorted(grouped.items()):
         lines += _group_section(Group(model, dataset, members), out, density)
