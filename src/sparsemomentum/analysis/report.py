@@ -163,21 +163,38 @@ def plot_layer_density(group: Group, density: float, path: Path) -> None:
         squeeze=False,
         layout="constrained",
     )
+    layers = list(
+        dict.fromkeys(k for run in chosen.values() for k in run.metrics[0]["layer_density"])
+    )
+    colors = _layer_colors(plt, layers)
     for axis, label in zip(axes.flat, labels):
         metrics = chosen[label].metrics
         epochs = [m["epoch"] for m in metrics]
         for layer in metrics[0]["layer_density"]:
-            axis.plot(epochs, [100 * m["layer_density"][layer] for m in metrics], label=layer)
+            densities = [100 * m["layer_density"][layer] for m in metrics]
+            axis.plot(epochs, densities, label=layer, color=colors[layer])
         axis.set(title=f"{label} (seed {chosen[label].summary['seed']})", xlabel="epoch")
         axis.grid(alpha=0.3)
     for axis in axes.flat[len(labels) :]:
         axis.set_visible(False)
     for axis in axes[:, 0]:
         axis.set_ylabel("density of layer (%)")
-    axes.flat[0].legend(fontsize="small")
+    # One legend for all panels, beside them: a transformer's 17 layers would cover a panel.
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    figure.legend(handles, names, loc="outside right upper", fontsize="small")
     figure.suptitle(f"Per-layer density over training, {group.title}, {_percent(density)} overall")
     save_figure(figure, path)
     plt.close(figure)
+
+
+def _layer_colors(plt, layers: list[str]) -> dict[str, tuple]:
+    """A distinct color per layer: tab10/tab20 while they last, then a sequential map in
+    network order (deep networks: neighbouring layers get neighbouring shades)."""
+    if len(layers) <= 20:
+        palette = plt.get_cmap("tab10" if len(layers) <= 10 else "tab20")
+        return {layer: palette(index) for index, layer in enumerate(layers)}
+    palette = plt.get_cmap("viridis")
+    return {layer: palette(index / (len(layers) - 1)) for index, layer in enumerate(layers)}
 
 
 def _mean_curve(runs: list[RunRecord], key: str) -> tuple[list[int], list[float]]:
