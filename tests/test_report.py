@@ -254,3 +254,17 @@ def test_a_language_model_report_speaks_of_bits_per_character(tmp_path):
     assert "![Test bits per character vs density]" in report
     assert (root / "gpt-char_shakespeare-char_validation-bpc_d0.1.png").exists()
     assert not list(root.glob("*validation-accuracy*"))
+
+
+def test_error_against_parameter_count_names_the_models_and_writes_counts_in_full(tmp_path):
+    root = tmp_path / "sweep"
+    for model, parameters, error in [("mlp-100x2", 89_610, 2.0), ("mlp-1000x2", 1_796_010, 1.5)]:
+        run = write_run(root / model / "mnist" / "sparse-momentum" / "d0.05" / "s0",
+                        "sparse-momentum", 0.05, 0, error)  # fmt: skip
+        summary = json.loads((run / "summary.json").read_text())
+        (run / "summary.json").write_text(
+            json.dumps({**summary, "model": model, "parameters": parameters})
+        )
+    report = write_report(root, against="parameters").read_text()
+    assert "| row | parameters = 89,610 | parameters = 1,796,010 | spread |" in report
+    assert "Models by parameters: mlp-100x2: 89,610; mlp-1000x2: 1,796,010." in report

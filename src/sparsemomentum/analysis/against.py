@@ -80,7 +80,7 @@ def markdown(table: dict[str, dict[float, Point]], setting: str) -> list[str]:
     """One row per series: mean ± SE (n) at each value, then the spread of the means."""
     values = sorted({x for points in table.values() for x in points})
     lines = [
-        "| row | " + " | ".join(f"{setting} = {x:g}" for x in values) + " | spread |",
+        "| row | " + " | ".join(f"{setting} = {_number(x)}" for x in values) + " | spread |",
         "|---" * (len(values) + 2) + "|",
     ]
     for row, points in table.items():
@@ -88,6 +88,18 @@ def markdown(table: dict[str, dict[float, Point]], setting: str) -> list[str]:
         means = [p.mean for p in points.values()]
         lines.append(f"| {row} | " + " | ".join(cells) + f" | {max(means) - min(means):.2f} |")
     return lines
+
+
+def _number(value: float) -> str:
+    """Counts with thousands separators (1,796,010, not 1.79601e+06), other values short."""
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
+def _models_at(runs: list[RunRecord], setting: str) -> str:
+    """Which model has which value of a model setting, e.g. 'mlp-100x2: 89,610'."""
+    models = {run.summary["model"]: run.setting(setting) for run in runs}
+    ordered = sorted(models.items(), key=lambda item: (item[1], item[0]))
+    return "; ".join(f"{model}: {_number(value)}" for model, value in ordered)
 
 
 def plot(
@@ -127,6 +139,8 @@ def section(runs: list[RunRecord], setting: str, baseline: str | None, out: Path
         score = members[0].score_name
         lines += ["", f"## {score.capitalize()} against {setting}, {title}", "",
                   *markdown(table, setting)]  # fmt: skip
+        if setting in MODEL_SETTINGS:
+            lines += ["", f"Models by {setting}: {_models_at(members, setting)}."]
         ylabel = score
         if baseline is not None:
             table = differences(table, baseline)
