@@ -24,6 +24,7 @@ from .algorithms import (
 from .backends import SparseBackend
 from .core.backend import Backend, MaskedBackend, register_backend
 from .core.dynamic import DynamicSparsifier
+from .core.initialisation import sparse_kaiming_
 from .core.sparsifier import Sparsifier, UpdateReport
 from .errors import UserError
 from .export import load_exported
@@ -35,5 +36,5 @@ __all__ = [
     "DSR", "GMP", "METHODS", "SET", "SNIP", "Backend", "Dense", "DynamicSparsifier",
     "MaskedBackend", "RigL", "SparseBackend", "SparseMomentum", "Sparsifier", "Static",
     "UpdateReport", "UserError", "create_model", "create_sparsifier", "list_models",
-    "load_exported", "register_backend", "register_method", "register_model",
+    "load_exported", "register_backend", "register_method", "register_model", "sparse_kaiming_",
 ]  # fmt: skip

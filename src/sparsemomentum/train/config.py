@@ -60,6 +60,7 @@ PRESETS["shakespeare-char"] = {
 }  # fmt: skip
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LR_SCHEDULES = ("step", "cosine")
+INITS = ("model", "sparse-kaiming")
 
 
 @dataclass
@@ -99,6 +100,12 @@ class TrainConfig:
         "cosine (down to a tenth of --lr over the run)",
     )
     warmup_epochs: float = option(0.0, "linear learning-rate warm-up over this many epochs")
+    init: str = option(
+        "model",
+        "initial weights: model (the network's own, as the paper) or sparse-kaiming (each "
+        "sparse layer redrawn for the fan-in it keeps, so deep ReLU networks train at low "
+        "density)",
+    )
     label_smoothing: float = option(0.0, "label smoothing of the training loss")
     include: list[str] = option(
         [], "only sparsify parameters whose name matches one of these patterns"
@@ -190,6 +197,7 @@ class TrainConfig:
         self._check_numbers()
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("learning-rate schedule", self.lr_schedule, LR_SCHEDULES)
+        check_choice("initialisation", self.init, INITS)
         check_choice("model", self.model, list_models())
         check_choice("data set", self.dataset, list_datasets())
         check_choice("method", self.method, METHODS)

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from .. import algorithms, data, models
 from ..analysis.plots import plot_run
+from ..core.initialisation import sparse_kaiming_
 from ..core.sparsifier import Sparsifier
 from ..errors import UserError
 from ..runs import CHECKPOINT, RunFolder, load_checkpoint, read_summary
@@ -100,6 +101,8 @@ def prepare(config: TrainConfig, group: distributed.ProcessGroup, progress: bool
     steps_per_epoch = data.batch_count(splits.train, config.batch_size)
     total_steps = config.total_steps(steps_per_epoch)
     sparsifier = build_sparsifier(config, model, optimizer, steps_per_epoch, group)
+    if config.init == "sparse-kaiming":  # from the seeded generator: every process draws alike
+        sparse_kaiming_(sparsifier)
     device = group.device
     network = model
     if group.distributed:
