@@ -41,14 +41,26 @@ class RunRecord:
         return round(self.summary["density"], 6)
 
     @property
+    def language_model(self) -> bool:
+        """Judged by bits per character (lower is better), not by test error."""
+        return "test_bpc" in self.summary
+
+    @property
     def score(self) -> float:
         """What the report compares, lower is better: bits per character for language
         models, else the test error in %."""
-        return self.summary.get("test_bpc", self.summary["test_error"])
+        return self.summary["test_bpc" if self.language_model else "test_error"]
 
     @property
     def score_name(self) -> str:
-        return "test bits per character" if "test_bpc" in self.summary else "test error (%)"
+        return "test bits per character" if self.language_model else "test error (%)"
+
+    @property
+    def curve(self) -> tuple[str, str]:
+        """The learning curve's metrics.jsonl key and its axis label."""
+        if self.language_model:
+            return "validation_bpc", "validation bits per character"
+        return "validation_accuracy", "validation accuracy (%)"
 
     @property
     def recipe(self) -> dict[str, Any]:

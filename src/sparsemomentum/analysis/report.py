@@ -62,12 +62,7 @@ class Group:
             ),
         )
         self.score_name = runs[0].score_name
-        # The learning curve: what a language model's validation is judged by, else accuracy.
-        language_model = "test_bpc" in runs[0].summary
-        self.curve_key = "validation_bpc" if language_model else "validation_accuracy"
-        self.curve_name = (
-            "validation bits per character" if language_model else "validation accuracy (%)"
-        )
+        self.curve_key, self.curve_name = runs[0].curve
         self.densities = sorted({run.density for run in runs})
         errors: dict[tuple[str, float], list[float]] = defaultdict(list)
         for run in runs:
