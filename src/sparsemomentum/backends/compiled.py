@@ -68,7 +68,7 @@ _SIGNATURES = {
         _i64,
         _i32,
     ],
-    "sm_sddmm": [_i64, _i64, _ptr, _ptr, _ptr, _i64, _ptr, _i64, _ptr, _i64, _i64, _i32],
+    "sm_sddmm": [_i64, _i64, _ptr, _ptr, _ptr, _i64, _ptr, _i64, _ptr, _ptr, _i64, _i64, _i32],
     "sm_sgd": [
         _i64,
         _ptr,
@@ -198,9 +198,12 @@ def spmm(
     """out[r] = bias[r] + sum of W(r, c) x[c] over the pattern; x [columns, batch] and
     out [rows, batch], rows contiguous.
 
-    W(r, c) comes from the dense ``weight`` through the strides, or from ``values[value_index[k]]``
-    for the k-th entry; ``values_out`` receives the values read, in pattern order.
+    With ``values_out``, W's values are first gathered from the dense ``weight`` through the
+    strides into it, in pattern order, and read from there; without, W(r, c) is
+    ``values[value_index[k]]`` for the k-th entry.
     """
+    if values_out is None and (values is None or value_index is None):
+        raise ValueError("spmm reads W from values_out (gathered), or from values and value_index")
     rows, batch = out.shape
     library().sm_spmm(
         rows,
@@ -231,9 +234,13 @@ def sddmm(
     grad: torch.Tensor,
     row_stride: int,
     column_stride: int,
+    sums: torch.Tensor | None = None,
 ) -> None:
     """grad(r, c) = dy[r] . x[c] at the pattern's positions of the dense ``grad`` (others
-    untouched)."""
+    untouched). ``sums``: scratch of one float per non-zero (a caller that calls often keeps
+    one; else it is allocated here)."""
+    if sums is None:
+        sums = torch.empty(columns.numel(), dtype=torch.float32)
     rows, batch = dy.shape
     library().sm_sddmm(
         rows,
@@ -244,6 +251,7 @@ def sddmm(
         dy.stride(0),
         x.data_ptr(),
         x.stride(0),
+        sums.data_ptr(),
         grad.data_ptr(),
         row_stride,
         column_stride,

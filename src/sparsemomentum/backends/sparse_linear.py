@@ -138,6 +138,7 @@ class SparseLinearLayout:
             self.compiled
         ):  # W's values as the last forward read them, for the backward's W^T product
             self._values = torch.empty(self.flat_index.numel(), dtype=torch.float32)
+            self._sums = torch.empty_like(self._values)  # the SDDMM's products, pattern order
             self._transposed_value_index = self.transpose_permutation.to(torch.int32)
         self._gradient: torch.Tensor | None = (
             None  # flat dense dW buffer, allocated by the first backward
@@ -254,7 +255,14 @@ class SparseLinearLayout:
             self._gradient_dirty = self._gradient_dirty or reused
         elif self._use_compiled(grad_output_t, input_t):
             compiled.sddmm(
-                self.offsets, self.columns, grad_output_t, input_t, buffer, self.in_features, 1
+                self.offsets,
+                self.columns,
+                grad_output_t,
+                input_t,
+                buffer,
+                self.in_features,
+                1,
+                sums=self._sums,
             )
         else:
             csr = self._csr_for(grad_output_t)
