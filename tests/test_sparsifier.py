@@ -145,6 +145,8 @@ def test_redistribution_is_proportional_to_momentum_share():
     assert report.pruned == {"0.weight": 500, "2.weight": 500}
     assert report.grown == {"0.weight": 250, "2.weight": 750}
     assert sparsifier.nonzero_count() == sparsifier.target_nonzero_count() == 2000
+    assert sparsifier.overall_density() == 2000 / 20000
+    assert sparsifier.layer_densities() == {"0.weight": 0.075, "2.weight": 0.125}
 
 
 def test_overflow_is_handed_to_layers_with_room():

@@ -290,6 +290,11 @@ class Sparsifier:
         """Active (unmasked) positions over all sparse tensors."""
         return sum(int(torch.count_nonzero(mask)) for mask in self.masks.values())
 
+    def overall_density(self) -> float:
+        """Active positions over all sparse elements, as the run logs it (the target density
+        to rounding, unless masks were edited by hand)."""
+        return self.nonzero_count() / self.sparse_size
+
     def target_nonzero_count(self) -> int:
         """round(density x sparse elements), half up, at least one: fixed for the whole run."""
         return self._target

@@ -53,7 +53,7 @@ class SparseTrainingCallback(Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self.sparsifier.schedule.epoch_wise:
             self.sparsifier.update_masks()
-        density = self.sparsifier.nonzero_count() / self.sparsifier.sparse_size
+        density = self.sparsifier.overall_density()
         pl_module.log("density", density, sync_dist=False)
 
     def state_dict(self) -> dict[str, Any]:

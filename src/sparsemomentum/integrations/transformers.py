@@ -61,8 +61,10 @@ class SparseTrainingCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.sparsifier is None or logs is None:
             return
-        counts = {"nonzero": self.sparsifier.nonzero_count()}
-        counts["density"] = counts["nonzero"] / self.sparsifier.sparse_size
+        counts = {
+            "nonzero": self.sparsifier.nonzero_count(),
+            "density": self.sparsifier.overall_density(),
+        }
         logs.update(counts)
         if state.log_history:
             state.log_history[-1].update(counts)

@@ -42,7 +42,8 @@ class RunFolder:
         tensorboard: bool = False,
     ) -> None:
         self.path = Path(path)
-        self.tensorboard: TensorBoardLog | bool = tensorboard  # opened at the first record
+        self.tensorboard = tensorboard
+        self._tensorboard_log: TensorBoardLog | None = None  # opened at the first record
         if tensorboard:
             require_tensorboard()  # refused before anything is written
         if resume:
@@ -95,10 +96,10 @@ class RunFolder:
         try:
             with open(self.path / self.METRICS, "a") as out:
                 out.write(json.dumps(record, sort_keys=True) + "\n")
-            if self.tensorboard is True:
-                self.tensorboard = TensorBoardLog(self.path, first_epoch=record["epoch"])
-            if self.tensorboard:
-                self.tensorboard.write(record)
+            if self.tensorboard and self._tensorboard_log is None:
+                self._tensorboard_log = TensorBoardLog(self.path, first_epoch=record["epoch"])
+            if self._tensorboard_log is not None:
+                self._tensorboard_log.write(record)
         except OSError as error:
             raise UserError(
                 f"cannot write metrics into {self.path} ({error.strerror}); free disk space or "
@@ -107,9 +108,9 @@ class RunFolder:
 
     def close(self) -> None:
         """Flush and close what stays open between epochs (the TensorBoard writer)."""
-        if isinstance(self.tensorboard, TensorBoardLog):
-            self.tensorboard.close()
-            self.tensorboard = True
+        if self._tensorboard_log is not None:
+            self._tensorboard_log.close()
+            self._tensorboard_log = None
 
     def keep_metrics_before(self, epoch: int) -> None:
         """On resume: drop the lines of epochs the checkpoint does not include."""

@@ -215,7 +215,7 @@ def train_epoch(training: Training, epoch: int, position: Position) -> dict[str,
         training.folder.append_metrics(record)
     checkpoint.save(training, epoch + 1, 0, training.shuffle.get_state(), torch.zeros(()))
     if training.progress:
-        _print_epoch(record, sparsifier.nonzero_count() / sparsifier.sparse_size)
+        _print_epoch(record, sparsifier.overall_density())
     return record
 
 
