@@ -171,11 +171,16 @@ def library() -> ctypes.CDLL | None:
 
 def usable(*tensors: torch.Tensor | None) -> bool:
     """Whether the compiled kernels can take these tensors (float32 on the CPU) and are
-    available."""
-    return (
-        all(t is None or (t.dtype == torch.float32 and t.device.type == "cpu") for t in tensors)
-        and library() is not None
-    )
+    available.
+
+    Asked before every product, many times a step: a plain loop over ``is_cpu`` takes 0.6 us
+    for three tensors, a generator over ``device.type`` took 2 us (23 calls a LeNet-300-100
+    step: about 30 us of its 1 ms).
+    """
+    for tensor in tensors:
+        if tensor is not None and (tensor.dtype is not torch.float32 or not tensor.is_cpu):
+            return False
+    return library() is not None
 
 
 def _address(tensor: torch.Tensor | None) -> int | None:
