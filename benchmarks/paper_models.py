@@ -216,13 +216,18 @@ def record(setting, density, distribution, dense, masked, sparse, inputs) -> dic
     }  # fmt: skip
 
 
+def cifar_shaped(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Fashion-MNIST images [n, 1, 28, 28] padded to 32x32 and repeated over 3 channels, then
+    upsampled (nearest) to ``size``: a batch at a time, since the whole training set at
+    224x224 would take 36 GB."""
+    images = F.pad(images, (2, 2, 2, 2)).repeat(1, 3, 1, 1)
+    return images if size == 32 else F.interpolate(images, size=size, mode="nearest")
+
+
 def learn(setting: Setting, density: float, data_dir: str, steps: int) -> dict[str, float]:
     """Per-layer densities after ``steps`` steps of sparse momentum on CIFAR-shaped
     Fashion-MNIST (updates every 20 steps, cosine prune rate over the run)."""
     splits = data.load_dataset("fashion-mnist", data.data_root(data_dir), download=False)
-    images = F.pad(splits.train.inputs, (2, 2, 2, 2)).repeat(1, 3, 1, 1)
-    if setting.size != 32:
-        images = F.interpolate(images, size=setting.size, mode="nearest")
     torch.manual_seed(0)
     model = sm.create_model(setting.model, num_classes=10)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True,
@@ -231,9 +236,10 @@ def learn(setting: Setting, density: float, data_dir: str, steps: int) -> dict[s
                                    update_interval=20, backend="sparse")  # fmt: skip
     generator = torch.Generator().manual_seed(0)
     for step in range(steps):
-        index = torch.randint(0, len(images), (setting.batch,), generator=generator)
+        index = torch.randint(0, len(splits.train.labels), (setting.batch,), generator=generator)
         optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(images[index]), splits.train.labels[index])
+        inputs = cifar_shaped(splits.train.inputs[index], setting.size)
+        loss = F.cross_entropy(model(inputs), splits.train.labels[index])
         loss.backward()
         sparsifier.step()
         if step % 20 == 19:
