@@ -244,7 +244,7 @@ def learn(setting: Setting, density: float, data_dir: str, steps: int) -> dict[s
         sparsifier.step()
         if step % 20 == 19:
             print(
-                f"  {setting.model} {density:g} step {step + 1}: loss {float(loss):.3f}", flush=True
+                f"  {setting.model} {density:g} step {step + 1}: loss {loss.item():.3f}", flush=True
             )
     return sparsifier.layer_densities()
 
