@@ -1,7 +1,7 @@
 """Whole training steps: dense SGD against SparseMomentum (masked and sparse backends), in one run.
 
     python benchmarks/training_step.py [--quick] [--json PATH] [--interval 540] [--window 50]
-        [--threads 1]
+        [--threads 1] [--models MLP LeNet-300]
 
 A step is what training does: zero_grad, forward, cross-entropy backward, then
 ``optimizer.step()`` (dense) or ``sparsifier.step()`` (SGD with Nesterov momentum 0.9,
@@ -309,6 +309,11 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (1: robust on a busy machine)"
     )
+    parser.add_argument(
+        "--models",
+        nargs="*",
+        help="only the settings whose model name starts with one of these (e.g. MLP LeNet-300)",
+    )
     arguments = parser.parse_args()
     torch.set_num_threads(arguments.threads)
     if not 1 <= arguments.window <= arguments.interval - 2:
@@ -326,7 +331,15 @@ def main() -> None:
         flush=True,
     )
     records = []
-    for config in configs(arguments.quick):
+    chosen = [
+        config
+        for config in configs(arguments.quick)
+        if not arguments.models
+        or config.model.lower().startswith(tuple(name.lower() for name in arguments.models))
+    ]
+    if not chosen:
+        parser.error(f"no setting's model starts with {' or '.join(arguments.models)}")
+    for config in chosen:
         variants = measure(config, budget_s, min_periods, max_rounds)
         records.append(result_record(config, variants, arguments.interval, arguments.window))
         print(
