@@ -148,3 +148,16 @@ def test_the_build_is_cached(monkeypatch, tmp_path):
     assert first is not None and len(built) == 1
     stamp = built[0].stat().st_mtime_ns
     assert compiled.library.__wrapped__() is not None and built[0].stat().st_mtime_ns == stamp
+
+
+def test_spmm_refuses_a_call_that_names_no_values_to_read():
+    """The kernel reads W either gathered into values_out or from values[value_index]: with
+    neither it would read through a null pointer."""
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    weight = torch.randn(3, 4)
+    layout = SparseLinearLayout(weight, mask)
+    with pytest.raises(ValueError, match="values_out"):
+        compiled.spmm(
+            layout.offsets, layout.columns, weight, 4, 1, torch.randn(4, 2), None,
+            torch.empty(3, 2),
+        )  # fmt: skip
