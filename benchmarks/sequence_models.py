@@ -7,7 +7,8 @@ cross-entropy over every position. The three variants alternate in rounds of fiv
 one process; medians over rounds. The sparse backend runs the Transformer's Linear layers
 (query/key/value projection, attention output, MLP) on its kernels with the tokens as rows;
 attention's own products, the LSTM's fused recurrent kernel and the embeddings stay dense.
-Also prints the profile of one sparse step (where the time goes).
+With `--profile sparse` (or `dense`) it also profiles one gpt-char step of that kind (where
+the time goes, and the share of the dense products `aten::mm` + `aten::addmm`).
 """
 
 from __future__ import annotations
@@ -72,15 +73,21 @@ def measure(name: str, density: float, batch: int, optimizer: str, rounds: int) 
     }
 
 
-def profile(name: str, density: float, batch: int, optimizer: str) -> None:
+def profile(name: str, density: float, batch: int, optimizer: str, backend: str | None) -> None:
+    """Where a step's time goes; and the share of the dense products (``aten::mm`` and
+    ``aten::addmm``: in a dense step the Linear layers', what sparse kernels could replace)."""
     tokens = torch.randint(0, 84, (batch, 64))
-    variant = build(name, density, "sparse", optimizer)
+    variant = build(name, density, backend, optimizer)
     for _ in range(3):
         step(*variant, tokens)
     with torch.profiler.profile() as profiler:
-        for _ in range(5):
+        for _ in range(10):
             step(*variant, tokens)
-    print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+    events = profiler.key_averages()
+    print(events.table(sort_by="self_cpu_time_total", row_limit=12))
+    total = sum(event.self_cpu_time_total for event in events)
+    products = sum(e.self_cpu_time_total for e in events if e.key in ("aten::mm", "aten::addmm"))
+    print(f"aten::mm + aten::addmm: {products / total:.1%} of the {backend or 'dense'} step")
 
 
 def main() -> None:
@@ -91,7 +98,11 @@ def main() -> None:
     parser.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--profile", action="store_true", help="profile one gpt-char setting")
+    parser.add_argument(
+        "--profile",
+        choices=["sparse", "dense"],
+        help="also profile a gpt-char step of this kind (first density, --batch)",
+    )
     arguments = parser.parse_args()
     torch.set_num_threads(arguments.threads)
     print(
@@ -113,7 +124,8 @@ def main() -> None:
                 flush=True,
             )
     if arguments.profile:
-        profile("gpt-char", arguments.densities[0], arguments.batch, arguments.optimizer)
+        backend = None if arguments.profile == "dense" else "sparse"
+        profile("gpt-char", arguments.densities[0], arguments.batch, arguments.optimizer, backend)
 
 
 if __name__ == "__main__":
