@@ -16,10 +16,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "sparsemomentum"
 ALLOWED = {
     "errors": set(),
     "atomic": set(),
+    "inputs": set(),
     "core": {"errors"},
     "runs": {"errors", "atomic"},
-    "models": {"errors", "backends", "core"},
-    "data": {"errors", "atomic"},
+    "models": {"errors", "backends", "core", "inputs"},
+    "data": {"errors", "atomic", "inputs"},
     "algorithms": {"core", "errors"},
     "backends": {"core", "errors"},
     "analysis": {"core", "algorithms", "runs", "errors", "atomic"},

@@ -93,6 +93,12 @@ def test_dense_flag_trains_the_dense_baseline(tmp_path, data_dir):
         (["--layer-types", "Dense"], "unknown layer type 'Dense'"),
         (["--backend", "gpu"], "unknown backend 'gpu'"),
         (
+            ["--model", "lenet5-caffe", "--dataset", "shakespeare-char"],
+            "model 'lenet5-caffe' takes 28x28 grey images, but data set 'shakespeare-char' gives "
+            r"character sequences; choose a model for it \(gpt-char, gpt-char-tied, lstm-char\)",
+        ),
+        (["--model", "wrn-16-8"], r"model 'wrn-16-8' takes 32x32 colour images or 224x224"),
+        (
             ["--method", "set", "--threshold", "0.1"],
             "option 'threshold' does not apply to method 'set'",
         ),
@@ -104,12 +110,28 @@ def test_bad_input_is_one_sentence_and_exit_code_2(arguments, message, tmp_path,
     error = capsys.readouterr().err.strip()
     assert error.startswith("sparsemomentum: error: ") and len(error.splitlines()) == 1
     assert __import__("re").search(message, error)
-    assert not (out / "summary.json").exists()
+    assert not out.exists()  # refused before anything was written
 
 
-def test_missing_data_is_a_clear_error(tmp_path, capsys):
-    assert run_cli("--no-download", "--out", str(tmp_path / "r"), data_dir=tmp_path / "empty") == 2
+def test_missing_data_is_a_clear_error_and_leaves_no_folder(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert run_cli("--no-download", "--out", str(out), data_dir=tmp_path / "empty") == 2
     assert "mnist file train-images-idx3-ubyte.gz is missing" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_overwrite_keeps_the_old_run_when_the_new_one_cannot_start(tmp_path, data_dir):
+    out = tmp_path / "run"
+    assert run_cli("--epochs", "1", "--out", str(out), data_dir=data_dir) == 0
+    before = (out / "summary.json").read_text()
+    arguments = ("--no-download", "--overwrite", "--out", str(out))
+    assert run_cli(*arguments, data_dir=tmp_path / "empty") == 2  # the data are missing
+    assert (out / "summary.json").read_text() == before
+    assert (
+        run_cli("--epochs", "1", "--seed", "1", "--overwrite", "--out", str(out), data_dir=data_dir)
+        == 0
+    )
+    assert (out / "summary.json").read_text() != before  # a run that starts does replace it
 
 
 def test_existing_run_folder_is_refused_unless_overwrite(tmp_path, data_dir, capsys):

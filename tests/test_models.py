@@ -22,3 +22,23 @@ def test_unknown_model_lists_the_known_ones():
         sm.UserError, match="unknown model 'resnet-9000'; choose one of: .*lenet300-100"
     ):
         sm.create_model("resnet-9000")
+
+
+def test_every_registered_model_and_data_set_says_what_input_it_takes():
+    """The CLI's model/data check (train/config.py) relies on these declarations."""
+    from sparsemomentum import inputs
+    from sparsemomentum.data import dataset_inputs, list_datasets
+
+    kinds = {inputs.GREY_28, inputs.COLOUR_32, inputs.COLOUR_224, inputs.CHARACTERS}
+    for name in sm.list_models():
+        assert sm.models.model_inputs(name) and set(sm.models.model_inputs(name)) <= kinds, name
+    assert {name: dataset_inputs(name) for name in list_datasets()} == {
+        "mnist": inputs.GREY_28,
+        "fashion-mnist": inputs.GREY_28,
+        "cifar10": inputs.COLOUR_32,
+        "cifar100": inputs.COLOUR_32,
+        "imagenet": inputs.COLOUR_224,
+        "shakespeare-char": inputs.CHARACTERS,
+    }
+    assert sm.models.model_inputs("lenet5-caffe") == (inputs.GREY_28,)
+    assert sm.models.model_inputs("gpt-char") == (inputs.CHARACTERS,)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..inputs import COLOUR_32
 from .files import verified_file
 from .registry import register_dataset
 from .splits import DataSplits, TensorSplit, split_validation
@@ -154,11 +155,11 @@ def _load(name: str, data_root: Path, download: bool) -> DataSplits:
     )
 
 
-@register_dataset("cifar10")
+@register_dataset("cifar10", inputs=COLOUR_32)
 def load_cifar10(data_root: Path, download: bool = True) -> DataSplits:
     return _load("cifar10", data_root, download)
 
 
-@register_dataset("cifar100")
+@register_dataset("cifar100", inputs=COLOUR_32)
 def load_cifar100(data_root: Path, download: bool = True) -> DataSplits:
     return _load("cifar100", data_root, download)

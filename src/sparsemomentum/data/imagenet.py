@@ -27,6 +27,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import UserError
+from ..inputs import COLOUR_224
 from .registry import register_dataset
 from .splits import Batch, DataSplits
 from .transforms import normalise
@@ -208,7 +209,7 @@ class ImageFolderSplit:
             yield normalise(images, MEAN, STD), labels
 
 
-@register_dataset("imagenet")
+@register_dataset("imagenet", inputs=COLOUR_224)
 def load_imagenet(
     data_root: Path, download: bool = True, num_workers: int | None = None
 ) -> DataSplits:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..inputs import GREY_28
 from .files import verified_file
 from .registry import register_dataset
 from .splits import DataSplits, TensorSplit, split_validation
@@ -84,11 +85,11 @@ def _load(name: str, data_root: Path, download: bool) -> DataSplits:
     return DataSplits(name=name, train=train, validation=validation, test=test, num_classes=10)
 
 
-@register_dataset("mnist")
+@register_dataset("mnist", inputs=GREY_28)
 def load_mnist(data_root: Path, download: bool = True) -> DataSplits:
     return _load("mnist", data_root, download)
 
 
-@register_dataset("fashion-mnist")
+@register_dataset("fashion-mnist", inputs=GREY_28)
 def load_fashion_mnist(data_root: Path, download: bool = True) -> DataSplits:
     return _load("fashion-mnist", data_root, download)

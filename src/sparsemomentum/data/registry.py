@@ -8,14 +8,31 @@ from typing import Callable
 from ..errors import UserError
 
 _DATASETS: dict[str, Callable] = {}
+_INPUTS: dict[str, str | None] = {}
 
 
-def register_dataset(name: str) -> Callable[[Callable], Callable]:
+def register_dataset(name: str, inputs: str | None = None) -> Callable[[Callable], Callable]:
+    """Decorator: a loader ``(data_root, download) -> DataSplits`` for ``load_dataset(name)``;
+    ``inputs``: the kind of input its examples are (``sparsemomentum.inputs``); None: unsaid,
+    and any model may try it."""
+
     def decorate(loader: Callable) -> Callable:
         _DATASETS[name] = loader
+        _INPUTS[name] = inputs
         return loader
 
     return decorate
+
+
+def dataset_inputs(name: str) -> str | None:
+    """The kind of input a registered data set gives; None when it did not say."""
+    return _INPUTS[_known(name)]
+
+
+def _known(name: str) -> str:
+    if name not in _DATASETS:
+        raise UserError(f"unknown data set {name!r}; choose one of: {', '.join(list_datasets())}.")
+    return name
 
 
 def list_datasets() -> list[str]:
@@ -24,6 +41,4 @@ def list_datasets() -> list[str]:
 
 def load_dataset(name: str, data_root: Path, download: bool = True):
     """Load data set ``name`` from ``data_root/<name>/`` (downloading missing files if allowed)."""
-    if name not in _DATASETS:
-        raise UserError(f"unknown data set {name!r}; choose one of: {', '.join(list_datasets())}.")
-    return _DATASETS[name](data_root, download)
+    return _DATASETS[_known(name)](data_root, download)

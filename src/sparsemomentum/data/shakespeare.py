@@ -23,6 +23,7 @@ from typing import Iterator
 import torch
 
 from ..errors import UserError
+from ..inputs import CHARACTERS
 from .files import verified_file
 from .registry import register_dataset
 from .splits import Batch, DataSplits
@@ -100,7 +101,7 @@ def split_works(names: list[str]) -> tuple[list[str], list[str], list[str]]:
     return [n for n in names if n not in validation and n not in test], validation, test
 
 
-@register_dataset("shakespeare-char")
+@register_dataset("shakespeare-char", inputs=CHARACTERS)
 def load_shakespeare_char(data_root: Path, download: bool = True) -> DataSplits:
     archive = verified_file(
         data_root / "shakespeare", ARCHIVE, SHA256, MIRRORS, download, "shakespeare-char"

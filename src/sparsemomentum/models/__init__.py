@@ -3,6 +3,6 @@ family (lenet.py), AlexNet-s/b, VGG16-C/D, the wide ResNets (CIFAR and 28x28 one
 ResNet-50, and the character-level language models (language.py)."""
 
 from . import alexnet, language, lenet, resnet, vgg, wide_resnet  # noqa: F401
-from .registry import create_model, list_models, register_model
+from .registry import create_model, list_models, model_inputs, register_model
 
-__all__ = ["create_model", "list_models", "register_model"]
+__all__ = ["create_model", "list_models", "model_inputs", "register_model"]

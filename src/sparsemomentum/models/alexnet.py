@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..inputs import COLOUR_32
 from .registry import register_model
 
 # (out channels, kernel, padding) of the five convolutions; every one has stride 2.
@@ -47,11 +48,11 @@ class AlexNetCifar(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
-@register_model("alexnet-s")
+@register_model("alexnet-s", inputs=(COLOUR_32,))
 def alexnet_s(num_classes: int = 10) -> nn.Module:
     return AlexNetCifar(1024, num_classes)
 
 
-@register_model("alexnet-b")
+@register_model("alexnet-b", inputs=(COLOUR_32,))
 def alexnet_b(num_classes: int = 10) -> nn.Module:
     return AlexNetCifar(2048, num_classes)

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..inputs import CHARACTERS
 from .registry import register_model
 
 
@@ -102,16 +103,16 @@ class CharLSTM(nn.Module):
         return self.head(output)
 
 
-@register_model("gpt-char")
+@register_model("gpt-char", inputs=(CHARACTERS,))
 def gpt_char(num_classes: int = 84) -> nn.Module:
     return GPT(num_classes)
 
 
-@register_model("gpt-char-tied")
+@register_model("gpt-char-tied", inputs=(CHARACTERS,))
 def gpt_char_tied(num_classes: int = 84) -> nn.Module:
     return GPT(num_classes, tied=True)
 
 
-@register_model("lstm-char")
+@register_model("lstm-char", inputs=(CHARACTERS,))
 def lstm_char(num_classes: int = 84) -> nn.Module:
     return CharLSTM(num_classes)

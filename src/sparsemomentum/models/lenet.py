@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..inputs import GREY_28
 from .registry import register_model
 
 
@@ -59,7 +60,7 @@ class MLP(nn.Module):
 
 
 def _register_mlp(width: int, depth: int) -> None:
-    @register_model(f"mlp-{width}x{depth}")
+    @register_model(f"mlp-{width}x{depth}", inputs=(GREY_28,))
     def build(num_classes: int = 10) -> nn.Module:
         return MLP(width, depth, num_classes)
 
@@ -69,11 +70,11 @@ for _width, _depth in ((300, 2), (300, 4), (300, 8), (100, 2), (1000, 2)):
     _register_mlp(_width, _depth)
 
 
-@register_model("lenet300-100")
+@register_model("lenet300-100", inputs=(GREY_28,))
 def lenet300_100(num_classes: int = 10) -> nn.Module:
     return LeNet300100(num_classes)
 
 
-@register_model("lenet5-caffe")
+@register_model("lenet5-caffe", inputs=(GREY_28,))
 def lenet5_caffe(num_classes: int = 10) -> nn.Module:
     return LeNet5Caffe(num_classes)

@@ -9,16 +9,28 @@ from torch import nn
 from ..errors import UserError
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
+_INPUTS: dict[str, tuple[str, ...]] = {}
 
 
-def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator: make a model constructor available to ``create_model`` and the CLI."""
+def register_model(
+    name: str, inputs: tuple[str, ...] = ()
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator: make a model constructor available to ``create_model`` and the CLI.
+
+    ``inputs``: the kinds of input it takes (``sparsemomentum.inputs``); none: any.
+    """
 
     def decorate(constructor: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         _MODELS[name] = constructor
+        _INPUTS[name] = tuple(inputs)
         return constructor
 
     return decorate
+
+
+def model_inputs(name: str) -> tuple[str, ...]:
+    """The kinds of input a registered model takes; empty when it did not say."""
+    return _INPUTS.get(name, ())
 
 
 def list_models() -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..inputs import COLOUR_32, COLOUR_224
 from .registry import register_model
 
 
@@ -80,6 +81,6 @@ class ResNet(nn.Module):
         return self.fc(self.avgpool(x).flatten(1))
 
 
-@register_model("resnet50")
+@register_model("resnet50", inputs=(COLOUR_224, COLOUR_32))
 def resnet50(num_classes: int = 1000) -> nn.Module:
     return ResNet((3, 4, 6, 3), num_classes)

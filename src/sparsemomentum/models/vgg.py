@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..inputs import COLOUR_32
 from .registry import register_model
 
 # Stages of (kernel size, out channels) convolutions, each stage followed by a 2x2 max-pool.
@@ -55,11 +56,11 @@ class VGG16Cifar(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
-@register_model("vgg16-c")
+@register_model("vgg16-c", inputs=(COLOUR_32,))
 def vgg16_c(num_classes: int = 10) -> nn.Module:
     return VGG16Cifar(_C, num_classes)
 
 
-@register_model("vgg16-d")
+@register_model("vgg16-d", inputs=(COLOUR_32,))
 def vgg16_d(num_classes: int = 10) -> nn.Module:
     return VGG16Cifar(_D, num_classes)

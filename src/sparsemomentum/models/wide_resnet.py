@@ -17,6 +17,7 @@ from torch import nn
 
 from ..backends.dropout import Dropout
 from ..errors import UserError
+from ..inputs import COLOUR_32, COLOUR_224, GREY_28
 from .registry import register_model
 
 
@@ -104,7 +105,7 @@ def wide_resnet(
 
 
 def _register(depth: int, widen_factor: int) -> None:
-    @register_model(f"wrn-{depth}-{widen_factor}")
+    @register_model(f"wrn-{depth}-{widen_factor}", inputs=(COLOUR_32, COLOUR_224))
     def build(num_classes: int = 10, dropout: float = 0.3) -> nn.Module:
         return WideResNet(depth, widen_factor, num_classes, dropout)
 
@@ -112,7 +113,7 @@ def _register(depth: int, widen_factor: int) -> None:
 def _register_small(depth: int, widen_factor: int) -> None:
     """A small WRN for 28x28 grey images (MNIST, Fashion-MNIST): the analysis of depth and size."""
 
-    @register_model(f"wrn-{depth}-{widen_factor}-mnist")
+    @register_model(f"wrn-{depth}-{widen_factor}-mnist", inputs=(GREY_28,))
     def build(num_classes: int = 10, dropout: float = 0.0) -> nn.Module:
         return WideResNet(depth, widen_factor, num_classes, dropout, in_channels=1)
 

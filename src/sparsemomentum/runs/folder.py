@@ -44,6 +44,7 @@ class RunFolder:
         self.path = Path(path)
         self.tensorboard = tensorboard
         self._tensorboard_log: TensorBoardLog | None = None  # opened at the first record
+        self._created = resume  # a resumed run's folder is there already
         if tensorboard:
             require_tensorboard()  # refused before anything is written
         if resume:
@@ -57,8 +58,17 @@ class RunFolder:
             raise UserError(
                 f"the output path {self.path} is a file; choose a folder name for --out."
             )
-        if self.path.is_dir() and any(self.path.iterdir()):
-            self._clear_for_overwrite(overwrite)
+        # Checked now, done at the first write: a run that fails while it loads its data or
+        # builds its model leaves no empty folder and, with --overwrite, the old run intact.
+        self._replace = self.path.is_dir() and any(self.path.iterdir())
+        if self._replace:
+            self._check_overwrite(overwrite)
+
+    def _create(self) -> None:
+        if self._created:
+            return
+        if self._replace:
+            shutil.rmtree(self.path)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -66,8 +76,9 @@ class RunFolder:
                 f"cannot create the run folder {self.path} ({error.strerror}); choose a writable "
                 "--out."
             ) from None
+        self._created = True
 
-    def _clear_for_overwrite(self, overwrite: bool) -> None:
+    def _check_overwrite(self, overwrite: bool) -> None:
         if not overwrite:
             raise UserError(
                 f"the run folder {self.path} already exists; choose another --out or pass "
@@ -80,10 +91,10 @@ class RunFolder:
                 f"{self.path} is not empty and is not a run folder (no config.json or "
                 "metrics.jsonl), so --overwrite will not delete it; choose another --out."
             )
-        shutil.rmtree(self.path)
 
     def write_json(self, name: str, data: dict[str, Any]) -> None:
         text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+        self._create()
         try:
             write_atomically(self.path / name, text)
         except OSError as error:
@@ -93,6 +104,7 @@ class RunFolder:
             ) from None
 
     def append_metrics(self, record: dict[str, Any]) -> None:
+        self._create()
         try:
             with open(self.path / self.METRICS, "a") as out:
                 out.write(json.dumps(record, sort_keys=True) + "\n")

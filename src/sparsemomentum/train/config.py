@@ -19,9 +19,9 @@ import torch
 
 from ..algorithms import METHODS, create_sparsifier, method_options
 from ..core.sparsifier import Sparsifier
-from ..data import list_datasets
+from ..data import dataset_inputs, list_datasets
 from ..errors import UserError, check_choice, check_interval
-from ..models import list_models
+from ..models import list_models, model_inputs
 
 
 def option(default: Any, help: str) -> Any:
@@ -200,6 +200,7 @@ class TrainConfig:
         check_choice("initialisation", self.init, INITS)
         check_choice("model", self.model, list_models())
         check_choice("data set", self.dataset, list_datasets())
+        self._check_model_takes_dataset()
         check_choice("method", self.method, METHODS)
         self._check_device()
         unknown_types = [
@@ -226,6 +227,16 @@ class TrainConfig:
                 check_interval(f"--{name.replace('_', '-')}", getattr(self, name), "[1, inf)")
         for milestone in self.lr_milestones:
             check_interval("--lr-milestones", milestone, "[1, inf)", "they are epochs")
+
+    def _check_model_takes_dataset(self) -> None:
+        takes, gives = model_inputs(self.model), dataset_inputs(self.dataset)
+        if takes and gives and gives not in takes:
+            fitting = [name for name in list_models() if gives in model_inputs(name)]
+            raise UserError(
+                f"model {self.model!r} takes {' or '.join(takes)}, but data set "
+                f"{self.dataset!r} gives {gives}; choose a model for it ("
+                f"{', '.join(fitting) or 'none registered'}) or another --dataset."
+            )
 
     def _check_device(self) -> None:
         if self.device is None:
