@@ -95,7 +95,8 @@ def test_dense_flag_trains_the_dense_baseline(tmp_path, data_dir):
         (
             ["--model", "lenet5-caffe", "--dataset", "shakespeare-char"],
             "model 'lenet5-caffe' takes 28x28 grey images, but data set 'shakespeare-char' gives "
-            r"character sequences; choose a model for it \(gpt-char, gpt-char-tied, lstm-char\)",
+            r"character sequences; choose a model for it \(gpt-char, gpt-char-tied, lstm-char\) "
+            r"or a data set for the model \(fashion-mnist, mnist\)\.",
         ),
         (["--model", "wrn-16-8"], r"model 'wrn-16-8' takes 32x32 colour images or 224x224"),
         (

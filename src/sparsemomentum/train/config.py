@@ -68,7 +68,9 @@ class TrainConfig:
     """Defaults are the paper's MNIST recipe (SGD 0.1, Nesterov 0.9, wd 5e-4, batch 100)."""
 
     model: str = option("lenet300-100", "registered model name, e.g. lenet300-100, lenet5-caffe")
-    dataset: str = option("mnist", "data set: mnist, fashion-mnist, cifar10, cifar100 or imagenet")
+    dataset: str = option(
+        "mnist", "data set: mnist, fashion-mnist, cifar10, cifar100, imagenet or shakespeare-char"
+    )
     method: str = option(
         "sparse-momentum",
         "training method: sparse-momentum, set, dsr, rigl, snip, gmp, static or dense",
@@ -231,11 +233,13 @@ class TrainConfig:
     def _check_model_takes_dataset(self) -> None:
         takes, gives = model_inputs(self.model), dataset_inputs(self.dataset)
         if takes and gives and gives not in takes:
-            fitting = [name for name in list_models() if gives in model_inputs(name)]
+            models = [name for name in list_models() if gives in model_inputs(name)]
+            datasets = [name for name in list_datasets() if dataset_inputs(name) in takes]
             raise UserError(
                 f"model {self.model!r} takes {' or '.join(takes)}, but data set "
                 f"{self.dataset!r} gives {gives}; choose a model for it ("
-                f"{', '.join(fitting) or 'none registered'}) or another --dataset."
+                f"{', '.join(models) or 'none registered'}) or a data set for the model ("
+                f"{', '.join(datasets) or 'none registered'})."
             )
 
     def _check_device(self) -> None:
