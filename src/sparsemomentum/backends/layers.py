@@ -15,7 +15,7 @@ from torch import nn
 
 from ..errors import UserError
 from .sparse_conv import SparseConvLayout, masked_conv2d
-from .sparse_linear import SparseLinearLayout, masked_linear
+from .sparse_linear import SparseLinearLayout, autocast_enabled, masked_linear
 
 Layout = SparseLinearLayout | SparseConvLayout
 
@@ -75,7 +75,7 @@ class _SparseForward:
             # the class's own forward (the instance attribute is this object)
             return type(module).forward(module, input)
         kernel = masked_conv2d if isinstance(self.layout, SparseConvLayout) else masked_linear
-        if input.dtype == torch.float32 and not _autocast_enabled(input.device.type):
+        if input.dtype == torch.float32 and not autocast_enabled(input.device.type):
             return kernel(
                 input, module.weight, module.bias, self.layout, self.dense_weight_gradient
             )
@@ -85,15 +85,6 @@ class _SparseForward:
             return kernel(
                 input.float(), module.weight, module.bias, self.layout, self.dense_weight_gradient
             )
-
-
-def _autocast_enabled(device_type: str) -> bool:
-    try:
-        return torch.is_autocast_enabled(device_type)
-    except TypeError:  # torch < 2.4 knows no device argument
-        return (
-            torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
-        )
 
 
 class SparseLayersHandle:
