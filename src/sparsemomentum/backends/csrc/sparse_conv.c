@@ -503,7 +503,10 @@ void sm_conv2d_backward(const int64_t *geometry, const int64_t *offsets, const i
         float *din = grad_input ? scratch(t->s2 * pstride) : NULL;
         float *x = grad_weight ? scratch(t->xlen) : NULL;
         float *mine = grad_weight ? partial + (int64_t)omp_get_thread_num() * (nnz + 1) : NULL;
-        #pragma omp for schedule(dynamic, 1)
+        /* static: each thread sums the same blocks every call, so the weight gradient (and a
+         * seeded run) is the same to the bit from run to run; a dynamic schedule summed the
+         * blocks in whatever order the threads took them */
+        #pragma omp for schedule(static)
         for (int64_t block = 0; block < blocks; ++block) {
             const int64_t n0 = block * t->b, count = min64(t->b, t->n - n0);
             prepare_output_gradient(t, grad_output + n0 * out_size, count, d);
