@@ -105,14 +105,35 @@ def test_sgd_on_the_pattern_is_torchs_masked_sgd(
             first_step=step == 0,
             missing_momentum=missing_momentum,
         )
-    torch.testing.assert_close(ours, reference.detach(), atol=1e-6, rtol=1e-5)
+    assert torch.equal(ours, reference.detach())  # the same operations, the same roundings
     if momentum:
         expected = optimizer.state[reference]["momentum_buffer"]
         if (
             not missing_momentum
         ):  # outside the window torch's missing momenta took gradient 0: ours stay 0 here
             expected = expected * mask
-        torch.testing.assert_close(buffer, expected, atol=1e-6, rtol=1e-5)
+        assert torch.equal(buffer, expected)
+
+
+@pytest.mark.parametrize("numel", [7, 1000, 70001])  # 70,001: the threaded path
+@pytest.mark.parametrize(
+    "momentum, dampening, nesterov, weight_decay",
+    [(0.9, 0.0, True, 5e-4), (0.9, 0.1, False, 0.0), (0.0, 0.0, False, 1e-2)],
+)
+def test_dense_sgd_is_torchs_sgd_to_the_bit(numel, momentum, dampening, nesterov, weight_decay):
+    generator = torch.Generator().manual_seed(4)
+    reference = torch.nn.Parameter(torch.randn(numel, generator=generator))
+    ours, buffer = reference.detach().clone(), torch.empty(numel) if momentum else None
+    settings = dict(momentum=momentum, dampening=dampening, weight_decay=weight_decay)
+    optimizer = torch.optim.SGD([reference], lr=0.05, nesterov=nesterov, **settings)
+    for step in range(4):
+        reference.grad = torch.randn(numel, generator=generator)
+        optimizer.step()
+        compiled.sgd_dense(ours, reference.grad, buffer, 0.05, nesterov=nesterov,
+                           first_step=step == 0, **settings)  # fmt: skip
+    assert torch.equal(ours, reference.detach())
+    if momentum:
+        assert torch.equal(buffer, optimizer.state[reference]["momentum_buffer"])
 
 
 def test_without_a_compiler_the_fallback_is_used_and_said_once(monkeypatch, tmp_path, capsys):

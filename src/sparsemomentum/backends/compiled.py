@@ -86,6 +86,7 @@ _SIGNATURES = {
         _i32,
         _i32,
     ],
+    "sm_sgd_dense": [_i64, _ptr, _ptr, _ptr, _f32, _f32, _f32, _f32, _i32, _i32, _i32],
     "sm_conv2d_forward": [_ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _i32],
     "sm_conv2d_backward": [_ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _i32],
 }
@@ -298,6 +299,33 @@ def sgd(
         int(nesterov),
         int(first_step),
         int(missing_momentum),
+        torch.get_num_threads(),
+    )
+
+
+def sgd_dense(
+    weight: torch.Tensor,
+    grad: torch.Tensor,
+    buffer: torch.Tensor | None,
+    lr: float,
+    weight_decay: float,
+    momentum: float,
+    dampening: float,
+    nesterov: bool,
+    first_step: bool,
+) -> None:
+    """torch's SGD update of every element of a contiguous weight, in place, in one pass."""
+    library().sm_sgd_dense(
+        weight.numel(),
+        weight.data_ptr(),
+        grad.data_ptr(),
+        _address(buffer),
+        lr,
+        weight_decay,
+        momentum,
+        dampening,
+        int(nesterov),
+        int(first_step),
         torch.get_num_threads(),
     )
 

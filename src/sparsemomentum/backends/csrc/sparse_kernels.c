@@ -12,6 +12,7 @@
  * Rows are split over `threads` OpenMP threads (torch.get_num_threads(), passed by the
  * caller); torch's own libgomp is the one loaded, so both share one thread pool.
  */
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -143,13 +144,30 @@ void sm_sddmm(int64_t rows, int64_t batch, const int64_t *offsets, const int32_t
 }
 
 /* torch.optim.SGD's update at the pattern's positions of a row-major [rows, row_stride]
- * weight, in the same order of operations:
+ * weight, in the same order of operations and roundings (torch's `add(..., alpha)` is a fused
+ * multiply-add on this CPU; written out with fmaf, the results are equal to the bit, where
+ * plain C let the compiler fuse other pairs):
  *   d = g + weight_decay * w;  buf = first ? d : momentum * buf + (1 - dampening) * d;
  *   d = nesterov ? d + momentum * buf : buf;  w -= lr * d.
  * momentum == 0 leaves buf untouched (it may be NULL). With `missing_momentum`, the
  * momentum of every position outside the pattern is updated too, from a dense gradient
  * (there w is 0, so d = g): the momentum window's step, in one pass over the buffer. The
  * weight outside the pattern is not touched (it is 0 and stays 0). */
+static inline void sgd_element(float *weight, const float *grad, float *buf, int64_t i,
+                               float lr, float weight_decay, float momentum, float dampening,
+                               int nesterov, int first_step)
+{
+    float d = grad[i];
+    if (weight_decay != 0.0f) d = fmaf(weight[i], weight_decay, d);
+    if (momentum != 0.0f) {
+        const float decayed = buf[i] * momentum;
+        const float b = first_step ? d : fmaf(d, 1.0f - dampening, decayed);
+        buf[i] = b;
+        d = nesterov ? fmaf(b, momentum, d) : b;
+    }
+    weight[i] = fmaf(d, -lr, weight[i]);
+}
+
 static inline void missing_run(float *buf, const float *grad, int64_t from, int64_t to,
                                float momentum, float dampening, int first_step)
 {
@@ -158,7 +176,7 @@ static inline void missing_run(float *buf, const float *grad, int64_t from, int6
         for (int64_t i = from; i < to; ++i) buf[i] = grad[i];
     } else {
         #pragma omp simd
-        for (int64_t i = from; i < to; ++i) buf[i] = momentum * buf[i] + (1.0f - dampening) * grad[i];
+        for (int64_t i = from; i < to; ++i) buf[i] = fmaf(grad[i], 1.0f - dampening, buf[i] * momentum);
     }
 }
 
@@ -174,15 +192,24 @@ void sm_sgd(int64_t rows, const int64_t *offsets, const int32_t *columns, int64_
             const int64_t i = r * row_stride + columns[k];
             if (dense) missing_run(buf, grad, previous, i, momentum, dampening, first_step);
             previous = i + 1;
-            float d = grad[i];
-            if (weight_decay != 0.0f) d = d + weight_decay * weight[i];
-            if (momentum != 0.0f) {
-                const float b = first_step ? d : momentum * buf[i] + (1.0f - dampening) * d;
-                buf[i] = b;
-                d = nesterov ? d + momentum * b : b;
-            }
-            weight[i] = weight[i] - lr * d;
+            sgd_element(weight, grad, buf, i, lr, weight_decay, momentum, dampening, nesterov,
+                        first_step);
         }
         if (dense) missing_run(buf, grad, previous, (r + 1) * row_stride, momentum, dampening, first_step);
     }
+}
+
+/* The same update of every element of a contiguous tensor (biases, layers left dense): one
+ * pass over weight, gradient and momentum where torch's single-tensor SGD makes four, and
+ * one call where it dispatches four operations a tensor (a tenth of a millisecond a step
+ * on LeNet-300-100's four dense tensors). Threads only where the tensor is large enough to
+ * pay for them. */
+void sm_sgd_dense(int64_t n, float *weight, const float *grad, float *buf, float lr,
+                  float weight_decay, float momentum, float dampening, int nesterov,
+                  int first_step, int threads)
+{
+    #pragma omp parallel for simd schedule(static) num_threads(threads) if (n >= 65536)
+    for (int64_t i = 0; i < n; ++i)
+        sgd_element(weight, grad, buf, i, lr, weight_decay, momentum, dampening, nesterov,
+                    first_step);
 }
