@@ -87,8 +87,9 @@ def _read(path: Path) -> dict[str, Any]:
     return payload["state"]
 
 
-def load_checkpoint(run_dir: Path) -> dict[str, Any]:
+def load_checkpoint(run_dir: str | os.PathLike) -> dict[str, Any]:
     """The newest intact checkpoint of ``run_dir`` (the previous one if the newest is damaged)."""
+    run_dir = Path(run_dir)
     problems = []
     for path in (run_dir / CHECKPOINT, run_dir / PREVIOUS):
         if not path.exists():
