@@ -114,26 +114,31 @@ class ValuesOnlySGD:
 
     def _step_plain(self, param: torch.Tensor, group: dict[str, Any]) -> None:
         """torch's SGD update of every element of ``param``, in one compiled pass."""
-        momentum = group["momentum"]
-        buffer = None
-        first_step = False
-        if momentum:
-            state = self.optimizer.state[param]
-            buffer = state.get("momentum_buffer")
-            first_step = buffer is None
-            if first_step:
-                buffer = state["momentum_buffer"] = torch.empty_like(param)
+        buffer, first_step = self._momentum_buffer(param, group["momentum"])
         compiled.sgd_dense(
             param,
             param.grad,
             buffer,
             group["lr"],
             group["weight_decay"],
-            momentum,
+            group["momentum"],
             group["dampening"],
             group["nesterov"],
             first_step,
         )
+
+    def _momentum_buffer(
+        self, param: torch.Tensor, momentum: float
+    ) -> tuple[torch.Tensor | None, bool]:
+        """The parameter's momentum buffer (None without momentum) and whether this is torch's
+        first step, where the buffer is made (zeros) and the step writes the gradient into it."""
+        if not momentum:
+            return None, False
+        state = self.optimizer.state[param]
+        if state.get("momentum_buffer") is not None:
+            return state["momentum_buffer"], False
+        state["momentum_buffer"] = torch.zeros_like(param)
+        return state["momentum_buffer"], True
 
     def _step_values(
         self, name: str, param: torch.Tensor, gradient: torch.Tensor, dense_gradient: bool
@@ -141,16 +146,9 @@ class ValuesOnlySGD:
         group = self.group(name)
         layout = self.kernels.layout(name)
         momentum = group["momentum"]
-        buffer = None
-        first_step = False
-        if momentum:
-            state = self.optimizer.state[param]
-            buffer = state.get("momentum_buffer")
-            first_step = buffer is None  # torch's first step: the buffer is the gradient itself
-            if first_step:
-                buffer = state["momentum_buffer"] = torch.zeros_like(param)
-            elif not dense_gradient:
-                self.pending_decay[name] += 1  # the missing momenta owe one decay
+        buffer, first_step = self._momentum_buffer(param, momentum)
+        if buffer is not None and not first_step and not dense_gradient:
+            self.pending_decay[name] += 1  # the missing momenta owe one decay
         if (
             layout.compiled
             and compiled.usable(param, gradient)
