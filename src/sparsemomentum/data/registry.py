@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from ..errors import UserError
+from ..errors import check_choice
 
 _DATASETS: dict[str, Callable] = {}
 _INPUTS: dict[str, str | None] = {}
@@ -26,13 +26,7 @@ def register_dataset(name: str, inputs: str | None = None) -> Callable[[Callable
 
 def dataset_inputs(name: str) -> str | None:
     """The kind of input a registered data set gives; None when it did not say."""
-    return _INPUTS[_known(name)]
-
-
-def _known(name: str) -> str:
-    if name not in _DATASETS:
-        raise UserError(f"unknown data set {name!r}; choose one of: {', '.join(list_datasets())}.")
-    return name
+    return _INPUTS[check_choice("data set", name, _DATASETS)]
 
 
 def list_datasets() -> list[str]:
@@ -41,4 +35,4 @@ def list_datasets() -> list[str]:
 
 def load_dataset(name: str, data_root: Path, download: bool = True):
     """Load data set ``name`` from ``data_root/<name>/`` (downloading missing files if allowed)."""
-    return _DATASETS[_known(name)](data_root, download)
+    return _DATASETS[check_choice("data set", name, _DATASETS)](data_root, download)

@@ -6,7 +6,7 @@ from typing import Callable
 
 from torch import nn
 
-from ..errors import UserError
+from ..errors import check_choice
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _INPUTS: dict[str, tuple[str, ...]] = {}
@@ -39,6 +39,4 @@ def list_models() -> list[str]:
 
 def create_model(name: str, **kwargs) -> nn.Module:
     """Build the registered model ``name`` (e.g. ``"lenet300-100"``) with its own initialisation."""
-    if name not in _MODELS:
-        raise UserError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}.")
-    return _MODELS[name](**kwargs)
+    return _MODELS[check_choice("model", name, _MODELS)](**kwargs)
