@@ -4,7 +4,7 @@
     python benchmarks/update_spikes.py --variants rigl --backends masked sparse
 
 LeNet-5-Caffe on MNIST with the paper's recipe (SGD, lr 0.1, Nesterov momentum 0.9, weight
-decay 5e-4, batch 100, 5 %), the first ``--steps`` steps of a 100-epoch run, seed 0, one
+decay 5e-4, batch 100, 5 %), the first ``--steps`` steps of a 100-epoch run, ``--seed`` (0), one
 thread. Two variants of RigL (ERK start, prune rate 0.3 with cosine decay, updates every
 ``--update-interval`` steps, grown weights from zero with their optimizer state reset) that
 differ only in what grows: the largest gradients (RigL) or random positions. Prints the
@@ -29,10 +29,10 @@ VARIANTS = {"rigl": {}, "rigl-random-growth": {"growth": "random"}}
 STEPS_PER_EPOCH = 540  # MNIST: 54,000 training images at batch 100
 
 
-def losses(variant: str, backend: str, steps: int, interval: int, data_dir: str | None):
+def losses(variant: str, backend: str, steps: int, interval: int, data_dir: str | None, seed: int):
     """The loss of every step, and the steps after which the masks changed."""
     splits = data.load_dataset("mnist", data.data_root(data_dir), download=False)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = sm.create_model("lenet5-caffe")
     optimizer = torch.optim.SGD(
         model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4
@@ -42,7 +42,7 @@ def losses(variant: str, backend: str, steps: int, interval: int, data_dir: str 
         steps_per_epoch=STEPS_PER_EPOCH, backend=backend, update_interval=interval,
         **VARIANTS[variant],
     )  # fmt: skip
-    order = torch.randperm(len(splits.train.labels), generator=torch.Generator().manual_seed(0))
+    order = torch.randperm(len(splits.train.labels), generator=torch.Generator().manual_seed(seed))
     trace, updates = [], []
     for step in range(steps):
         batch = order[step * 100 : (step + 1) * 100]
@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=STEPS_PER_EPOCH)
     parser.add_argument("--update-interval", type=int, default=100)
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--seed", type=int, default=0)
     arguments = parser.parse_args()
     torch.set_num_threads(1)
     print("| variant | backend | update after step | loss before | loss 1 step after | "
@@ -72,8 +73,9 @@ def main() -> None:
     for variant in arguments.variants:
         for backend in arguments.backends:
             trace, updates = losses(
-                variant, backend, arguments.steps, arguments.update_interval, arguments.data_dir
-            )
+                variant, backend, arguments.steps, arguments.update_interval,
+                arguments.data_dir, arguments.seed,
+            )  # fmt: skip
             for step in updates:
                 after = trace[step + 1 : step + 1 + arguments.update_interval]
                 if len(after) < 2:
