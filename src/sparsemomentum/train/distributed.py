@@ -91,7 +91,7 @@ def check_masks_agree(masks: dict[str, torch.Tensor], group: ProcessGroup) -> No
     store = dist.PrefixStore("sparsemomentum/mask-check", _get_default_store())
     check = store.add(f"count/{group.rank}", 1)  # every rank checks at the same updates
     store.set(f"{check}/{group.rank}", mask_checksum(masks))
-    checksums = store.multi_get([f"{check}/{rank}" for rank in range(group.world_size)])
+    checksums = [store.get(f"{check}/{rank}") for rank in range(group.world_size)]  # waits
     disagreeing = [rank for rank, checksum in enumerate(checksums) if checksum != checksums[0]]
     if disagreeing:
         raise MaskDivergence(
