@@ -83,7 +83,7 @@ def check_masks_agree(masks: dict[str, torch.Tensor], group: ProcessGroup) -> No
     The checksums travel through the process group's key-value store, not a collective:
     gloo lets go of a collective's tensors on its own worker thread, which must take the
     GIL to do so, and when that happens while the interpreter shuts down (a check at the
-    last step, then exit) the process aborts (seen as SIGABRT in about 1 run of 50 on a
+    last step, then exit) the process aborts (seen as SIGABRT in about 1 run in 90 on a
     loaded machine). A store exchange runs entirely in the calling thread.
     """
     if not group.distributed:
