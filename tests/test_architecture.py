@@ -23,7 +23,7 @@ ALLOWED = {
     "data": {"errors", "atomic", "inputs"},
     "algorithms": {"core", "errors"},
     "backends": {"core", "errors"},
-    "analysis": {"core", "algorithms", "runs", "errors", "atomic"},
+    "analysis": {"core", "algorithms", "data", "runs", "errors", "atomic"},
     "export": {"models", "runs", "errors", "atomic"},
     "train": {"core", "algorithms", "backends", "models", "data", "runs", "analysis", "errors"},
     "integrations": {"core", "algorithms", "train", "atomic", "errors"},

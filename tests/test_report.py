@@ -8,8 +8,10 @@ import pytest
 from PIL import Image
 
 from sparsemomentum.analysis.paper import paper_error
+from sparsemomentum.analysis.records import find_runs
 from sparsemomentum.analysis.report import Cell, write_report
 from sparsemomentum.cli import main
+from sparsemomentum.data import dataset_classes
 from sparsemomentum.errors import UserError
 
 LAYERS = ("fc1.weight", "fc2.weight", "fc3.weight")
@@ -99,6 +101,60 @@ def test_cell_is_mean_and_standard_error_over_seeds():
     )
     assert str(cell) == "2.30 ± 0.17 (3)"
     assert str(Cell.of([1.6])) == "1.60 (1)"
+
+
+def mark_untrained(run: Path, test_loss: float = 2.3010) -> None:
+    """Give a run's summary the test loss of a classifier that ignores its input (ln 10 =
+    2.3026 on MNIST's ten classes) and the error of a constant output."""
+    summary = json.loads((run / "summary.json").read_text())
+    summary.update(test_loss=test_loss, test_error=88.65, test_accuracy=11.35)
+    (run / "summary.json").write_text(json.dumps(summary))
+
+
+def test_a_run_that_did_not_train_is_counted_listed_and_left_out_of_the_means(sweep, tmp_path):
+    cell = sweep / "lenet300-100" / "mnist" / "sparse-momentum" / "d0.05"
+    mark_untrained(write_run(cell / "s1", "sparse-momentum", 0.05, 1, 88.65))
+    rigl = sweep / "lenet300-100" / "mnist" / "rigl" / "d0.05"
+    mark_untrained(write_run(rigl / "s0", "rigl", 0.05, 0, 88.65))
+    out = tmp_path / "report"
+    report = write_report(sweep, out=out).read_text()
+    rows = table_rows(report)
+    assert rows["sparse-momentum"][2] == "1.60 (1, +1 did not train)"  # not (1.6 + 88.65) / 2
+    assert rows["rigl"][2] == "– (1 did not train)"
+    assert "(2 did not train: listed at the end)" in report
+    assert "| `lenet300-100/mnist/sparse-momentum/d0.05/s1` | 88.65 | 2.3010 |" in report
+    assert "| `lenet300-100/mnist/rigl/d0.05/s0` | 88.65 | 2.3010 |" in report
+    assert "5 %: set (1.50)" in report  # the best line reads trained means only
+    assert_png(out / "lenet300-100_mnist_error-vs-density.png")
+
+
+@pytest.mark.parametrize(
+    "dataset, test_loss, trained",
+    [
+        ("mnist", 2.3010, False),  # ln 10 = 2.3026: the loss of ignoring the input
+        ("mnist", 2.2570, False),  # within 2 % of it (a collapse that kept a little signal)
+        ("mnist", 2.2500, True),
+        ("cifar100", 2.3010, True),  # ln 100 = 4.6: 2.3 is a network that learned something
+        ("cifar100", 4.6000, False),
+        ("a-data-set-of-another-program", 2.3010, True),  # class count unknown: kept
+    ],
+)
+def test_trained_means_a_test_loss_clear_of_ln_classes(tmp_path, dataset, test_loss, trained):
+    run = write_run(tmp_path / "run", "sparse-momentum", 0.05, 0, 88.65)
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(
+        json.dumps({**summary, "dataset": dataset, "test_loss": test_loss})
+    )
+    [record] = find_runs(run)
+    assert record.trained is trained
+
+
+def test_data_sets_register_their_class_counts():
+    assert dataset_classes("mnist") == dataset_classes("fashion-mnist") == 10
+    assert dataset_classes("cifar10") == 10 and dataset_classes("cifar100") == 100
+    assert dataset_classes("shakespeare-char") is None  # language modelling: bits per character
+    assert dataset_classes("imagenet") is None  # a folder may hold any subset of the classes
+    assert dataset_classes("no-such-data") is None
 
 
 def test_paper_numbers_are_errors_in_percent():

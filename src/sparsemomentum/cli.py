@@ -139,7 +139,8 @@ def _add_report_command(commands) -> None:
         "report",
         help="tables and figures over finished runs",
         description="Write report.md (test error per method and density beside the paper's) "
-        "and PNG figures.",
+        "and PNG figures. A run that never learned (test loss still about ln(classes): a "
+        "collapse, or a start it never left) is counted in its cell and listed, not averaged.",
     )
     report_parser.add_argument(
         "path", help="a run folder or a folder holding run folders, e.g. runs/mnist-lenet300"

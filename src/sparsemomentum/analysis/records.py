@@ -10,6 +10,7 @@ and a 3-epoch run of sparse momentum, are told apart by the settings in which th
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from collections import defaultdict
@@ -18,11 +19,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..data import dataset_classes
 from ..errors import UserError
 from ..runs import NOT_RESULT_SETTINGS, RunFolder, arm_from_path, read_metrics, read_summary
 
 # Not part of a recipe: the axes a report averages over or lays out, and bookkeeping.
 _NOT_RECIPE = {*NOT_RESULT_SETTINGS, "seed", "density", "method", "resolved"}
+# A classifier that ignores its input scores a test loss of about ln(classes) on balanced
+# classes; within 2 % of that, a run has learned nothing.
+_UNTRAINED_LOSS_FRACTION = 0.98
 
 
 @dataclass
@@ -50,6 +55,18 @@ class RunRecord:
         """What the report compares, lower is better: bits per character for language
         models, else the test error in %."""
         return self.summary["test_bpc" if self.language_model else "test_error"]
+
+    @property
+    def trained(self) -> bool:
+        """False for a classifier that ended where an untrained one starts (test loss within
+        2 % of ln(classes)): a start it never left, or a collapse to a constant output. One
+        such run at 88 % error would otherwise stand in a mean for a method's accuracy, so the
+        report leaves it out of its means and lists it. True where the data set's class count
+        is not known."""
+        classes = dataset_classes(self.summary["dataset"])
+        if self.language_model or not classes or "test_loss" not in self.summary:
+            return True
+        return self.summary["test_loss"] < _UNTRAINED_LOSS_FRACTION * math.log(classes)
 
     @property
     def score_name(self) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -30,27 +30,32 @@ REPORT = "report.md"
 
 @dataclass(frozen=True)
 class Cell:
-    """Test error (%) over the seeds of one (row, density)."""
+    """Test error (%) over the seeds of one (row, density) that trained; ``untrained``: how
+    many more did not (``RunRecord.trained``)."""
 
     mean: float
     se: float | None
     n: int
+    untrained: int = 0
 
     @classmethod
-    def of(cls, errors: list[float]) -> "Cell":
+    def of(cls, errors: list[float], untrained: int = 0) -> "Cell":
         se = statistics.stdev(errors) / math.sqrt(len(errors)) if len(errors) > 1 else None
-        return cls(statistics.fmean(errors), se, len(errors))
+        return cls(statistics.fmean(errors), se, len(errors), untrained)
 
     def __str__(self) -> str:
         spread = f" ± {self.se:.2f}" if self.se is not None else ""
-        return f"{self.mean:.2f}{spread} ({self.n})"
+        untrained = f", +{self.untrained} did not train" if self.untrained else ""
+        return f"{self.mean:.2f}{spread} ({self.n}{untrained})"
 
 
 class Group:
-    """The runs of one (model, dataset): one table and one set of figures."""
+    """The runs of one (model, dataset): one table and one set of figures. Means and figures
+    are over the runs that trained; the table counts the others in their cells."""
 
     def __init__(self, model: str, dataset: str, runs: list[RunRecord]) -> None:
-        self.model, self.dataset, self.runs = model, dataset, runs
+        self.model, self.dataset = model, dataset
+        self.runs = [run for run in runs if run.trained]
         self.methods = {run.label: run.summary["method"] for run in runs}
         order = list(METHODS)
         self.labels = sorted(
@@ -65,9 +70,13 @@ class Group:
         self.curve_key, self.curve_name = runs[0].curve
         self.densities = sorted({run.density for run in runs})
         errors: dict[tuple[str, float], list[float]] = defaultdict(list)
+        self.untrained: Counter[tuple[str, float]] = Counter()
         for run in runs:
-            errors[run.label, run.density].append(run.score)
-        self.cells = {key: Cell.of(values) for key, values in errors.items()}
+            if run.trained:
+                errors[run.label, run.density].append(run.score)
+            else:
+                self.untrained[run.label, run.density] += 1
+        self.cells = {key: Cell.of(values, self.untrained[key]) for key, values in errors.items()}
 
     @property
     def title(self) -> str:
@@ -119,7 +128,10 @@ class Group:
         for label in self.labels:
             cells = [label]
             for density in self.densities:
-                cells.append(str(self.cells.get((label, density), "–")))
+                cell, untrained = self.cells.get((label, density)), self.untrained[label, density]
+                cells.append(
+                    str(cell) if cell else f"– ({untrained} did not train)" if untrained else "–"
+                )
                 if density in paper_columns:
                     reference = self.paper(label, density)
                     cells.append("–" if reference is None else f"{reference:g}")
@@ -289,7 +301,10 @@ def plot_error_vs_density(group: Group, path: Path) -> None:
     )
     from matplotlib.ticker import FuncFormatter, LogLocator
 
-    axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    low, high = axis.get_ylim()
+    # Within a decade, 1-2-5 leaves one labelled tick or none: label every integer multiple.
+    subs = tuple(range(1, 10)) if high / low < 10 else (1, 2, 5)
+    axis.yaxis.set_major_locator(LogLocator(subs=[float(s) for s in subs]))
     axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     sparse = [100 * d for d in group.densities if d < 1.0]
     axis.set_xticks(sparse, [f"{d:g}" for d in sparse])
@@ -332,6 +347,21 @@ def _group_section(group: Group, out: Path, density: float | None) -> list[str]:
     return lines
 
 
+def _untrained_section(runs: list[RunRecord], root: Path) -> list[str]:
+    """The runs left out of the means, each with its figures, so that none goes unseen."""
+    if not runs:
+        return []
+    lines = ["", "## Runs that did not train", "",
+             "Left out of every mean, table and figure above: each ended with a test loss within "
+             "2 % of ln(classes), where an untrained classifier starts (a start it never left, "
+             "or a collapse to a constant output).", "",
+             "| run | test error (%) | test loss |", "| --- | ---: | ---: |"]  # fmt: skip
+    for run in runs:
+        where = run.path.relative_to(root) if run.path != root else Path(run.path.name)
+        lines.append(f"| `{where}` | {run.score:.2f} | {run.summary['test_loss']:.4f} |")
+    return lines
+
+
 def write_report(
     root: str | os.PathLike,
     out: str | os.PathLike | None = None,
@@ -349,6 +379,8 @@ def write_report(
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; pass a folder for report.md and the figures.")
     out.mkdir(parents=True, exist_ok=True)
+    trained = [run for run in runs if run.trained]
+    untrained = [run for run in runs if not run.trained]
     grouped: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
     for run in runs:
         grouped[run.summary["model"], run.summary["dataset"]].append(run)
@@ -356,16 +388,19 @@ def write_report(
     lines = [
         "# Report",
         "",
-        f"{len(runs)} finished runs under `{root}`. Test error in % (bits per character for "
+        f"{len(runs)} finished runs under `{root}`"
+        + (f" ({len(untrained)} did not train: listed at the end)" if untrained else "")
+        + ". Test error in % (bits per character for "
         "language models) as mean ± standard error over seeds (number of runs); *paper*: the "
         f"value reported by {CITATION}, where there is one.",
     ]
     for (model, dataset), members in sorted(grouped.items()):
         lines += _group_section(Group(model, dataset, members), out, density)
-    if against is not None:
-        lines += against_section(runs, against, baseline, out)
-    elif baseline is not None:
+    if against is not None and trained:
+        lines += against_section(trained, against, baseline, out)
+    elif against is None and baseline is not None:
         raise UserError("--baseline needs --against: the setting to draw the differences over.")
+    lines += _untrained_section(untrained, Path(root))
     report = out / REPORT
     write_atomically(report, "\n".join(lines) + "\n")
     return report

@@ -4,7 +4,7 @@
 # imagenet, shakespeare-char.
 from . import cifar, imagenet, mnist, shakespeare  # noqa: F401
 from .files import DATA_DIR_VARIABLE, data_root
-from .registry import dataset_inputs, list_datasets, load_dataset
+from .registry import dataset_classes, dataset_inputs, list_datasets, load_dataset
 from .splits import DataSplits, Split, TensorSplit, batch_count
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "TensorSplit",
     "batch_count",
     "data_root",
+    "dataset_classes",
     "dataset_inputs",
     "list_datasets",
     "load_dataset",

@@ -155,11 +155,11 @@ def _load(name: str, data_root: Path, download: bool) -> DataSplits:
     )
 
 
-@register_dataset("cifar10", inputs=COLOUR_32)
+@register_dataset("cifar10", inputs=COLOUR_32, classes=_LAYOUTS["cifar10"].num_classes)
 def load_cifar10(data_root: Path, download: bool = True) -> DataSplits:
     return _load("cifar10", data_root, download)
 
 
-@register_dataset("cifar100", inputs=COLOUR_32)
+@register_dataset("cifar100", inputs=COLOUR_32, classes=_LAYOUTS["cifar100"].num_classes)
 def load_cifar100(data_root: Path, download: bool = True) -> DataSplits:
     return _load("cifar100", data_root, download)

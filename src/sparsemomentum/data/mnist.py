@@ -15,6 +15,8 @@ from .files import verified_file
 from .registry import register_dataset
 from .splits import DataSplits, TensorSplit, split_validation
 
+CLASSES = 10  # digits; Fashion-MNIST's ten kinds of garment
+
 _IDX_FILES = (
     "train-images-idx3-ubyte.gz",
     "train-labels-idx1-ubyte.gz",
@@ -82,14 +84,14 @@ def _load(name: str, data_root: Path, download: bool) -> DataSplits:
         to_tensor(train_images), torch.from_numpy(train_labels.astype(np.int64))
     )
     test = TensorSplit(to_tensor(test_images), torch.from_numpy(test_labels.astype(np.int64)))
-    return DataSplits(name=name, train=train, validation=validation, test=test, num_classes=10)
+    return DataSplits(name=name, train=train, validation=validation, test=test, num_classes=CLASSES)
 
 
-@register_dataset("mnist", inputs=GREY_28)
+@register_dataset("mnist", inputs=GREY_28, classes=CLASSES)
 def load_mnist(data_root: Path, download: bool = True) -> DataSplits:
     return _load("mnist", data_root, download)
 
 
-@register_dataset("fashion-mnist", inputs=GREY_28)
+@register_dataset("fashion-mnist", inputs=GREY_28, classes=CLASSES)
 def load_fashion_mnist(data_root: Path, download: bool = True) -> DataSplits:
     return _load("fashion-mnist", data_root, download)
