@@ -27,7 +27,7 @@ from ..runs import NOT_RESULT_SETTINGS, RunFolder, arm_from_path, read_metrics, 
 _NOT_RECIPE = {*NOT_RESULT_SETTINGS, "seed", "density", "method", "resolved"}
 # A classifier that ignores its input scores a test loss of about ln(classes) on balanced
 # classes; within 2 % of that, a run has learned nothing.
-_UNTRAINED_LOSS_FRACTION = 0.98
+UNTRAINED_LOSS_FRACTION = 0.98
 
 
 @dataclass
@@ -66,7 +66,7 @@ class RunRecord:
         classes = dataset_classes(self.summary["dataset"])
         if self.language_model or not classes or "test_loss" not in self.summary:
             return True
-        return self.summary["test_loss"] < _UNTRAINED_LOSS_FRACTION * math.log(classes)
+        return self.summary["test_loss"] < UNTRAINED_LOSS_FRACTION * math.log(classes)
 
     @property
     def score_name(self) -> str:

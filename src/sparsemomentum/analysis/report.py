@@ -22,7 +22,7 @@ from ..runs import density_folder, write_atomically
 from .against import section as against_section
 from .paper import CITATION, paper_error
 from .plots import pyplot, save_figure
-from .records import RunRecord, find_runs
+from .records import UNTRAINED_LOSS_FRACTION, RunRecord, find_runs
 
 DEFAULT_DENSITY = 0.05
 REPORT = "report.md"
@@ -348,13 +348,14 @@ def _group_section(group: Group, out: Path, density: float | None) -> list[str]:
 
 
 def _untrained_section(runs: list[RunRecord], root: Path) -> list[str]:
-    """The runs left out of the means, each with its figures, so that none goes unseen."""
+    """The runs left out of the means, listed with their error and loss so none goes unseen."""
     if not runs:
         return []
+    margin = f"{100 * (1 - UNTRAINED_LOSS_FRACTION):g} %"
     lines = ["", "## Runs that did not train", "",
-             "Left out of every mean, table and figure above: each ended with a test loss within "
-             "2 % of ln(classes), where an untrained classifier starts (a start it never left, "
-             "or a collapse to a constant output).", "",
+             f"Left out of every mean, table and figure above: each ended with a test loss within "
+             f"{margin} of ln(classes), where an untrained classifier starts (a start it never "
+             "left, or a collapse to a constant output).", "",
              "| run | test error (%) | test loss |", "| --- | ---: | ---: |"]  # fmt: skip
     for run in runs:
         where = run.path.relative_to(root) if run.path != root else Path(run.path.name)
