@@ -128,6 +128,14 @@ def test_a_run_that_did_not_train_is_counted_listed_and_left_out_of_the_means(sw
     assert_png(out / "lenet300-100_mnist_error-vs-density.png")
 
 
+def test_against_with_no_trained_run_says_so_and_lists_the_runs(tmp_path):
+    run = write_run(tmp_path / "sweep" / "s0", "sparse-momentum", 0.05, 0, 88.65)
+    mark_untrained(run)
+    report = write_report(tmp_path / "sweep", against="density").read_text()
+    assert "No run trained, so there is no test error against `density` to draw." in report
+    assert "| `s0` | 88.65 | 2.3010 |" in report
+
+
 @pytest.mark.parametrize(
     "dataset, test_loss, trained",
     [

@@ -399,7 +399,9 @@ def write_report(
         lines += _group_section(Group(model, dataset, members), out, density)
     if against is not None and trained:
         lines += against_section(trained, against, baseline, out)
-    elif against is None and baseline is not None:
+    elif against is not None:
+        lines += ["", f"No run trained, so there is no test error against `{against}` to draw."]
+    elif baseline is not None:
         raise UserError("--baseline needs --against: the setting to draw the differences over.")
     lines += _untrained_section(untrained, Path(root))
     report = out / REPORT
