@@ -287,6 +287,21 @@ def test_error_against_a_swept_setting_with_differences_to_a_baseline(tmp_path):
         write_report(root, against="depth")
 
 
+@pytest.mark.parametrize(
+    "against, baseline, message",
+    [
+        ("depth", None, "no run records a number for 'depth'"),
+        ("density", "no-such-row", "no row named 'no-such-row'"),
+        (None, "sparse-momentum", "--baseline needs --against"),
+    ],
+)
+def test_a_mistyped_setting_or_row_writes_nothing(sweep, tmp_path, against, baseline, message):
+    out = tmp_path / "report"
+    with pytest.raises(UserError, match=message):
+        write_report(sweep, out, against=against, baseline=baseline)
+    assert not out.exists() or not any(out.iterdir())  # no figures without their report
+
+
 def test_only_selects_runs_by_setting_before_anything_is_averaged(sweep, tmp_path, capsys):
     report = write_report(sweep, tmp_path / "a", only=["method=set"]).read_text()
     assert "| set |" in report and "| sparse-momentum |" not in report

@@ -375,6 +375,8 @@ def write_report(
 
     ``against``: also the test error against this swept setting (``against.section``), as
     differences to the row ``baseline`` if given; ``only``: ``KEY=VALUE`` selections of runs."""
+    if baseline is not None and against is None:
+        raise UserError("--baseline needs --against: the setting to draw the differences over.")
     runs = find_runs(root, only)
     out = Path(out) if out is not None else Path(root)
     if out.exists() and not out.is_dir():
@@ -395,15 +397,18 @@ def write_report(
         "language models) as mean ± standard error over seeds (number of runs); *paper*: the "
         f"value reported by {CITATION}, where there is one.",
     ]
+    # First the section a mistyped setting or baseline row fails in, before any figure is drawn
+    against_lines = []
+    if against is not None and trained:
+        against_lines = against_section(trained, against, baseline, out)
+    elif against is not None:
+        against_lines = [
+            "",
+            f"No run trained, so there is no test error against `{against}` to draw.",
+        ]
     for (model, dataset), members in sorted(grouped.items()):
         lines += _group_section(Group(model, dataset, members), out, density)
-    if against is not None and trained:
-        lines += against_section(trained, against, baseline, out)
-    elif against is not None:
-        lines += ["", f"No run trained, so there is no test error against `{against}` to draw."]
-    elif baseline is not None:
-        raise UserError("--baseline needs --against: the setting to draw the differences over.")
-    lines += _untrained_section(untrained, Path(root))
+    lines += against_lines + _untrained_section(untrained, Path(root))
     report = out / REPORT
     write_atomically(report, "\n".join(lines) + "\n")
     return report
