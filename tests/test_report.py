@@ -259,6 +259,18 @@ def test_runs_of_different_recipes_are_not_averaged_together(tmp_path):
     assert rows["sparse-momentum (epochs=3)"][0] == "2.50 ± 0.50 (2)"
 
 
+def test_a_setting_an_older_run_did_not_record_does_not_split_a_grid(tmp_path):
+    root = tmp_path / "runs"
+    old = write_run(root / "old", "sparse-momentum", 0.05, 0, 1.0)
+    new = write_run(root / "new", "sparse-momentum", 0.05, 1, 2.0)
+    config = json.loads((new / "config.json").read_text())
+    (new / "config.json").write_text(json.dumps({**config, "init": "model", "warmup_epochs": 0.0}))
+    config = json.loads((old / "config.json").read_text())
+    (old / "config.json").write_text(json.dumps({**config, "warmup_epochs": 0}))
+    rows = table_rows(write_report(root).read_text())
+    assert rows["sparse-momentum"][0] == "1.50 ± 0.50 (2)"
+
+
 def test_report_out_naming_a_file_is_one_sentence(sweep, tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     assert main(["report", str(sweep), "--out", str(tmp_path / "file")]) == 2

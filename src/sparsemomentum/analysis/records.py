@@ -163,18 +163,26 @@ def _matches(run: RunRecord, key: str, text: str) -> bool:
 
 
 def _tell_recipes_apart(runs: list[RunRecord]) -> None:
-    """Append the differing settings to the labels of runs that share a label, not a recipe."""
+    """Append the differing settings to the labels of runs that share a label, not a recipe.
+
+    A setting that some runs' config.json lacks cannot tell them apart: those runs come from
+    an older version, before the setting existed, and ran what is now its default (so one
+    grid trained over several commits stays one table). 0 and 0.0 are the same value."""
     by_label: dict[tuple[str, str, str], list[RunRecord]] = defaultdict(list)
     for run in runs:
         by_label[run.summary["model"], run.summary["dataset"], run.label].append(run)
     for members in by_label.values():
         recipes = [run.recipe for run in members]
-        keys = sorted({key for recipe in recipes for key in recipe})
-        varying = [
-            k for k in keys if len({json.dumps(r.get(k), sort_keys=True) for r in recipes}) > 1
-        ]
+        shared = sorted(set.intersection(*(set(recipe) for recipe in recipes)))
+        varying = [k for k in shared if len({_comparable(r[k]) for r in recipes}) > 1]
         if not varying:
             continue
         for run, recipe in zip(members, recipes):
             settings = ", ".join(f"{key}={recipe.get(key)}" for key in varying)
             run.label = f"{run.label} ({settings})"
+
+
+def _comparable(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return json.dumps(value, sort_keys=True)
