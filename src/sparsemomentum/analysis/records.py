@@ -178,7 +178,7 @@ def _tell_recipes_apart(runs: list[RunRecord]) -> None:
         if not varying:
             continue
         for run, recipe in zip(members, recipes):
-            settings = ", ".join(f"{key}={recipe.get(key)}" for key in varying)
+            settings = ", ".join(f"{key}={recipe[key]}" for key in varying)
             run.label = f"{run.label} ({settings})"
 
 
