@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import sparsemomentum as sm
+from sparsemomentum.analysis.records import find_runs
 from sparsemomentum.cli import main
 from sparsemomentum.core.sparsifier import NonFiniteWeights
 from sparsemomentum.runs import checkpoint as checkpoint_module
@@ -63,6 +64,14 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     assert sum(int(m.sum()) for m in masks.values()) == kept["sparsifier"]["target_nonzero_count"]
     assert all(bool(torch.isfinite(t).all()) for t in kept["model"].values())
     assert not (out / "summary.json").exists()
+    # the folder keeps why it stopped, for reports; a resume that finishes takes it away
+    diverged = json.loads((out / "diverged.json").read_text())
+    assert diverged == {"reason": "the training loss became nan in epoch 2", "epoch": 2}
+    [record] = find_runs(out)
+    assert record.diverged == diverged["reason"] and not record.trained
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(out), "--data-dir", str(data_dir)]) == 0
+    assert (out / "summary.json").exists() and not (out / "diverged.json").exists()
 
 
 def test_mask_update_on_nan_weights_leaves_the_masks_unchanged():

@@ -122,10 +122,84 @@ def test_a_run_that_did_not_train_is_counted_listed_and_left_out_of_the_means(sw
     assert rows["sparse-momentum"][2] == "1.60 (1, +1 did not train)"  # not (1.6 + 88.65) / 2
     assert rows["rigl"][2] == "– (1 did not train)"
     assert "(2 did not train: listed at the end)" in report
-    assert "| `lenet300-100/mnist/sparse-momentum/d0.05/s1` | 88.65 | 2.3010 |" in report
-    assert "| `lenet300-100/mnist/rigl/d0.05/s0` | 88.65 | 2.3010 |" in report
+    assert (
+        "| `lenet300-100/mnist/sparse-momentum/d0.05/s1` | test loss at ln(classes) | 88.65 |"
+        in report
+    )
+    assert (
+        "| `lenet300-100/mnist/rigl/d0.05/s0` | test loss at ln(classes) | 88.65 | 2.3010 |"
+        in report
+    )
     assert "5 %: set (1.50)" in report  # the best line reads trained means only
     assert_png(out / "lenet300-100_mnist_error-vs-density.png")
+
+
+def write_diverged_run(folder: Path, method: str, density: float, seed: int, **settings) -> Path:
+    """A run folder as training leaves it when the loss turns NaN: config.json (all of a real
+    run's placing settings), the epochs before, diverged.json, no summary.json."""
+    folder.mkdir(parents=True)
+    config = {"model": "lenet300-100", "dataset": "mnist", "method": method, "density": density,
+              "seed": seed, "epochs": 3, **settings}  # fmt: skip
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "validation_accuracy": 80}))
+    reason = "the training loss became nan in epoch 2"
+    (folder / "diverged.json").write_text(json.dumps({"reason": reason, "epoch": 2}))
+    return folder
+
+
+def test_a_run_that_diverged_is_counted_in_its_cell_and_listed_with_why(sweep, tmp_path):
+    cell = sweep / "lenet300-100" / "mnist" / "sparse-momentum" / "d0.05"
+    write_diverged_run(cell / "s1", "sparse-momentum", 0.05, 1)
+    write_diverged_run(sweep / "lenet300-100" / "mnist" / "rigl" / "d0.01" / "s0", "rigl", 0.01, 0)
+    report = write_report(sweep, out=tmp_path / "report").read_text()
+    rows = table_rows(report)
+    assert rows["sparse-momentum"][2] == "1.60 (1, +1 did not train)"  # 5 %, beside the paper's
+    assert rows["rigl"][0] == "– (1 did not train)"
+    assert report.count("10 finished runs and 2 that diverged under") == 1
+    assert "(2 did not train: listed at the end)" in report
+    assert (
+        "| `lenet300-100/mnist/sparse-momentum/d0.05/s1` | diverged: the training loss became "
+        "nan in epoch 2 | – | – |"
+    ) in report
+
+
+def test_a_diverged_run_that_finished_later_counts_once_as_finished(sweep):
+    run = sweep / "lenet300-100" / "mnist" / "set" / "d0.05" / "s0"
+    (run / "diverged.json").write_text(json.dumps({"reason": "an earlier attempt", "epoch": 2}))
+    records = [record for record in find_runs(sweep) if record.path == run]
+    assert len(records) == 1 and records[0].trained and records[0].score == 1.5
+
+
+def test_a_diverged_run_whose_config_is_damaged_is_skipped_with_a_warning(sweep):
+    run = write_diverged_run(sweep / "lenet300-100" / "mnist" / "set" / "d0.05" / "s1", "set",
+                             0.05, 1)  # fmt: skip
+    (run / "config.json").write_text("{")
+    with pytest.warns(UserWarning, match="it diverged, and its config.json is damaged"):
+        runs = find_runs(sweep)
+    assert all(record.path != run for record in runs)
+
+
+def test_against_counts_the_runs_that_did_not_train_at_each_value(tmp_path):
+    root = tmp_path / "sweep"
+    for momentum in (0.9, 0.99):
+        folder = (
+            root / "lenet300-100" / "mnist" / f"sparse-momentum_momentum={momentum:g}" / "d0.05"
+        )
+        for seed in range(3):
+            if momentum == 0.99 or seed == 2:
+                write_diverged_run(folder / f"s{seed}", "sparse-momentum", 0.05, seed,
+                                   momentum=momentum)  # fmt: skip
+                continue
+            run = write_run(folder / f"s{seed}", "sparse-momentum", 0.05, seed, 1.0 + seed)
+            config = json.loads((run / "config.json").read_text())
+            (run / "config.json").write_text(json.dumps({**config, "momentum": momentum}))
+    rigl = root / "lenet300-100" / "mnist" / "rigl_momentum=0.9" / "d0.05" / "s0"
+    write_diverged_run(rigl, "rigl", 0.05, 0, momentum=0.9)
+    report = write_report(root, against="momentum").read_text()
+    assert (
+        "| sparse-momentum | 1.50 ± 0.50 (2, +1 did not train) | – (3 did not train) | 0.00 |"
+    ) in report
+    assert "| rigl | – (1 did not train) | – | – |" in report  # a row that never trained
 
 
 def test_against_with_no_trained_run_says_so_and_lists_the_runs(tmp_path):
@@ -133,7 +207,7 @@ def test_against_with_no_trained_run_says_so_and_lists_the_runs(tmp_path):
     mark_untrained(run)
     report = write_report(tmp_path / "sweep", against="density").read_text()
     assert "No run trained, so there is no test error against `density` to draw." in report
-    assert "| `s0` | 88.65 | 2.3010 |" in report
+    assert "| `s0` | test loss at ln(classes) | 88.65 | 2.3010 |" in report
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,15 +45,28 @@ def _cell(errors: list[float]) -> Point:
     return Point(mean, math.sqrt(variance / len(errors)), len(errors))
 
 
+def _place(run: RunRecord, setting: str) -> tuple[str, float] | None:
+    """The run's row (its label without the setting) and its value of the setting, if a
+    number."""
+    value = run.setting(setting)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    return re.sub(rf"_{re.escape(setting)}=[^_ ]*", "", run.label), float(value)
+
+
+def untrained_counts(runs: list[RunRecord], setting: str) -> Counter[tuple[str, float]]:
+    """How many runs at each (row, value) did not train, so that a table can say so."""
+    return Counter(place for run in runs if not run.trained and (place := _place(run, setting)))
+
+
 def series(runs: list[RunRecord], setting: str) -> dict[str, dict[float, Point]]:
-    """Row -> setting value -> test error over seeds; the row name without the setting."""
+    """Row -> setting value -> test error over the seeds that trained."""
     errors: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
-        value = run.setting(setting)
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            continue
-        row = re.sub(rf"_{re.escape(setting)}=[^_ ]*", "", run.label)
-        errors[row][float(value)].append(run.score)
+        place = _place(run, setting) if run.trained else None
+        if place is not None:
+            row, value = place
+            errors[row][value].append(run.score)
     if not errors:
         raise UserError(
             f"no run records a number for {setting!r}; use a swept setting such as prune_rate, "
@@ -76,18 +89,33 @@ def differences(
     }  # fmt: skip
 
 
-def markdown(table: dict[str, dict[float, Point]], setting: str) -> list[str]:
-    """One row per series: mean ± SE (n) at each value, then the spread of the means."""
-    values = sorted({x for points in table.values() for x in points})
+def markdown(
+    table: dict[str, dict[float, Point]],
+    setting: str,
+    untrained: Counter[tuple[str, float]] | None = None,
+) -> list[str]:
+    """One row per series: mean ± SE (n) at each value, then the spread of the means; a value
+    where runs did not train says how many."""
+    untrained = untrained or Counter()
+    values = sorted({x for points in table.values() for x in points} | {x for _, x in untrained})
     lines = [
         "| row | " + " | ".join(f"{setting} = {_number(x)}" for x in values) + " | spread |",
         "|---" * (len(values) + 2) + "|",
     ]
-    for row, points in table.items():
-        cells = [_text(points[x]) if x in points else "–" for x in values]
+    for row in [*table, *sorted({row for row, _ in untrained} - set(table))]:
+        points = table.get(row, {})
+        cells = [_cell_text(points.get(x), untrained[row, x]) for x in values]
         means = [p.mean for p in points.values()]
-        lines.append(f"| {row} | " + " | ".join(cells) + f" | {max(means) - min(means):.2f} |")
+        spread = f"{max(means) - min(means):.2f}" if means else "–"
+        lines.append(f"| {row} | " + " | ".join(cells) + f" | {spread} |")
     return lines
+
+
+def _cell_text(point: Point | None, untrained: int) -> str:
+    if point is None:
+        return f"– ({untrained} did not train)" if untrained else "–"
+    text = _text(point)
+    return f"{text[:-1]}, +{untrained} did not train)" if untrained else text
 
 
 def _number(value: float) -> str:
@@ -127,18 +155,24 @@ MODEL_SETTINGS = ("parameters", "sparse_weights", "sparse_layers")
 
 
 def section(runs: list[RunRecord], setting: str, baseline: str | None, out: Path) -> list[str]:
-    """The report's lines (table, spread, figure) for the metric against ``setting``."""
+    """The report's lines (table, spread, figure) for the metric against ``setting``: means
+    over the runs that trained, with a count of those that did not."""
     groups: dict[tuple[str, ...], list[RunRecord]] = defaultdict(list)
     for run in runs:
         model = () if setting in MODEL_SETTINGS else (run.summary["model"],)
         groups[(*model, run.summary["dataset"])].append(run)
     lines = []
     for key, members in sorted(groups.items()):
-        table = series(members, setting)
         title = " on ".join(key)
-        score = members[0].score_name
+        trained = [run for run in members if run.trained]
+        if not trained:
+            lines += ["", f"No run on {title} trained, so there is nothing to draw against "
+                      f"{setting} there."]  # fmt: skip
+            continue
+        table = series(trained, setting)
+        score = trained[0].score_name
         lines += ["", f"## {score.capitalize()} against {setting}, {title}", "",
-                  *markdown(table, setting)]  # fmt: skip
+                  *markdown(table, setting, untrained_counts(members, setting))]  # fmt: skip
         if setting in MODEL_SETTINGS:
             lines += ["", f"Models by {setting}: {_models_at(members, setting)}."]
         ylabel = score

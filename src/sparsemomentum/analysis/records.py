@@ -1,5 +1,6 @@
-"""Finished runs as a report sees them: found under any folder, damaged ones skipped with a
-warning, and labelled so that only runs of one recipe are averaged.
+"""Runs as a report sees them: the finished ones and those that diverged, found under any
+folder, damaged ones skipped with a warning, and labelled so that only runs of one recipe are
+averaged.
 
 A run's *recipe* is everything in its config.json that can change its result, except the
 seed (what a mean and standard error run over) and the density (a table's columns). Runs
@@ -21,7 +22,15 @@ from typing import Any, Sequence
 
 from ..data import dataset_classes
 from ..errors import UserError
-from ..runs import NOT_RESULT_SETTINGS, RunFolder, arm_from_path, read_metrics, read_summary
+from ..runs import (
+    NOT_RESULT_SETTINGS,
+    SUMMARY_KEYS,
+    RunFolder,
+    arm_from_path,
+    read_divergence,
+    read_metrics,
+    read_summary,
+)
 
 # Not part of a recipe: the axes a report averages over or lays out, and bookkeeping.
 _NOT_RECIPE = {*NOT_RESULT_SETTINGS, "seed", "density", "method", "resolved"}
@@ -36,6 +45,9 @@ class RunRecord:
     label: str
     summary: dict[str, Any]
     config: dict[str, Any] = field(default_factory=dict)
+    # Why the run stopped early (its loss turned NaN or infinite); its summary is then the part
+    # of its config.json that places it in a table, and it has no score.
+    diverged: str | None = None
 
     @property
     def dense(self) -> bool:
@@ -59,10 +71,12 @@ class RunRecord:
     @property
     def trained(self) -> bool:
         """False for a classifier that ended where an untrained one starts (test loss within
-        2 % of ln(classes)): a start it never left, or a collapse to a constant output. One
-        such run at 88 % error would otherwise stand in a mean for a method's accuracy, so the
-        report leaves it out of its means and lists it. True where the data set's class count
-        is not known."""
+        2 % of ln(classes)): a start it never left, or a collapse to a constant output; and
+        for a run that diverged. One such run at 88 % error would otherwise stand in a mean for
+        a method's accuracy, so the report leaves it out of its means and lists it. True where
+        the data set's class count is not known."""
+        if self.diverged is not None:
+            return False
         classes = dataset_classes(self.summary["dataset"])
         if self.language_model or not classes or "test_loss" not in self.summary:
             return True
@@ -102,9 +116,10 @@ def _read_config(run_dir: Path) -> dict[str, Any]:
 
 
 def find_runs(root: str | os.PathLike, only: Sequence[str] = ()) -> list[RunRecord]:
-    """Every finished run at or below ``root``, labelled by its sweep variant or else its
-    method; a run whose files are damaged is skipped with a one-line warning. ``only``:
-    ``KEY=VALUE`` selections, as the sweep takes them (several values of one key: any)."""
+    """Every finished or diverged run at or below ``root``, labelled by its sweep variant or
+    else its method; a run whose files are damaged is skipped with a one-line warning.
+    ``only``: ``KEY=VALUE`` selections, as the sweep takes them (several values of one key:
+    any)."""
     root = Path(root)
     if not root.exists():
         raise UserError(f"{root} does not exist; pass a run folder or a sweep folder.")
@@ -116,9 +131,8 @@ def find_runs(root: str | os.PathLike, only: Sequence[str] = ()) -> list[RunReco
         except UserError as error:
             warnings.warn(f"skipping {run_dir}: {error}", stacklevel=2)
             continue
-        config = _read_config(run_dir)
-        label = arm_from_path(run_dir, config) if {"seed", "density"} <= set(config) else None
-        runs.append(RunRecord(run_dir, label or summary["method"], summary, config))
+        runs.append(_record(run_dir, summary, _read_config(run_dir)))
+    runs += _diverged_runs(root)
     if not runs:
         raise UserError(
             f"no finished runs (summary.json) under {root}; train some with `sparsemomentum "
@@ -126,6 +140,31 @@ def find_runs(root: str | os.PathLike, only: Sequence[str] = ()) -> list[RunReco
         )
     runs = selected(runs, only, root)
     _tell_recipes_apart(runs)
+    return runs
+
+
+def _record(
+    run_dir: Path, summary: dict[str, Any], config: dict[str, Any], diverged: str | None = None
+) -> RunRecord:
+    label = arm_from_path(run_dir, config) if {"seed", "density"} <= set(config) else None
+    return RunRecord(run_dir, label or summary["method"], summary, config, diverged)
+
+
+def _diverged_runs(root: Path) -> list[RunRecord]:
+    """The runs that stopped on a NaN or infinite loss (diverged.json, no summary.json),
+    placed in their tables by their config.json."""
+    runs = []
+    for marker in sorted(root.rglob(RunFolder.DIVERGED)):
+        run_dir = marker.parent
+        if (run_dir / RunFolder.SUMMARY).exists():
+            continue  # trained again since, and finished
+        config = _read_config(run_dir)
+        placed = {key: config.get(key) for key in SUMMARY_KEYS if key != "test_error"}
+        if None in placed.values():
+            warnings.warn(f"skipping {run_dir}: it diverged, and its config.json is damaged",
+                          stacklevel=3)  # fmt: skip
+            continue
+        runs.append(_record(run_dir, placed, config, read_divergence(run_dir)))
     return runs
 
 

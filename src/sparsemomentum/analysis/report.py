@@ -66,8 +66,9 @@ class Group:
                 label,
             ),
         )
-        self.score_name = runs[0].score_name
-        self.curve_key, self.curve_name = runs[0].curve
+        scored = self.runs[0] if self.runs else runs[0]  # a diverged run has no score to name
+        self.score_name = scored.score_name
+        self.curve_key, self.curve_name = scored.curve
         self.densities = sorted({run.density for run in runs})
         errors: dict[tuple[str, float], list[float]] = defaultdict(list)
         self.untrained: Counter[tuple[str, float]] = Counter()
@@ -348,19 +349,33 @@ def _group_section(group: Group, out: Path, density: float | None) -> list[str]:
 
 
 def _untrained_section(runs: list[RunRecord], root: Path) -> list[str]:
-    """The runs left out of the means, listed with their error and loss so none goes unseen."""
+    """The runs left out of the means, listed with their error and loss, or why they stopped,
+    so none goes unseen."""
     if not runs:
         return []
     margin = f"{100 * (1 - UNTRAINED_LOSS_FRACTION):g} %"
     lines = ["", "## Runs that did not train", "",
              f"Left out of every mean, table and figure above: each ended with a test loss within "
              f"{margin} of ln(classes), where an untrained classifier starts (a start it never "
-             "left, or a collapse to a constant output).", "",
-             "| run | test error (%) | test loss |", "| --- | ---: | ---: |"]  # fmt: skip
+             "left, or a collapse to a constant output), or diverged: its loss became NaN or "
+             "infinite, and its folder keeps the last good checkpoint and no summary.json.", "",
+             "| run | why | test error (%) | test loss |",
+             "| --- | --- | ---: | ---: |"]  # fmt: skip
     for run in runs:
         where = run.path.relative_to(root) if run.path != root else Path(run.path.name)
-        lines.append(f"| `{where}` | {run.score:.2f} | {run.summary['test_loss']:.4f} |")
+        if run.diverged is not None:
+            lines.append(f"| `{where}` | diverged: {run.diverged} | – | – |")
+        else:
+            scores = f"{run.score:.2f} | {run.summary['test_loss']:.4f}"
+            lines.append(f"| `{where}` | test loss at ln(classes) | {scores} |")
     return lines
+
+
+def _counted(runs: list[RunRecord], root: str | os.PathLike) -> str:
+    """'12 finished runs' (and 'and 3 that diverged') 'under `root`'."""
+    diverged = sum(run.diverged is not None for run in runs)
+    also = f" and {diverged} that diverged" if diverged else ""
+    return f"{len(runs) - diverged} finished runs{also} under `{root}`"
 
 
 def write_report(
@@ -391,7 +406,7 @@ def write_report(
     lines = [
         "# Report",
         "",
-        f"{len(runs)} finished runs under `{root}`"
+        _counted(runs, root)
         + (f" ({len(untrained)} did not train: listed at the end)" if untrained else "")
         + ". Test error in % (bits per character for "
         "language models) as mean ± standard error over seeds (number of runs); *paper*: the "
@@ -400,7 +415,7 @@ def write_report(
     # First the section a mistyped setting or baseline row fails in, before any figure is drawn
     against_lines = []
     if against is not None and trained:
-        against_lines = against_section(trained, against, baseline, out)
+        against_lines = against_section(runs, against, baseline, out)
     elif against is not None:
         against_lines = [
             "",

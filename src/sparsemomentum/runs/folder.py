@@ -1,4 +1,5 @@
-"""The run folder: config.json, metrics.jsonl, summary.json, checkpoints and plots.
+"""The run folder: config.json, metrics.jsonl, summary.json, checkpoints and plots; a run
+whose loss turned NaN or infinite leaves diverged.json instead of summary.json.
 
 JSON files are written to a temporary file and renamed, so a killed run never leaves a
 half-written config or summary; metrics.jsonl is appended one complete line per epoch, and a
@@ -31,8 +32,9 @@ class RunFolder:
     CONFIG = "config.json"
     METRICS = "metrics.jsonl"
     SUMMARY = "summary.json"
+    DIVERGED = "diverged.json"
     PLOTS = ("density.png", "curves.png")
-    FILES = (CONFIG, METRICS, SUMMARY, CHECKPOINT, PREVIOUS, *PLOTS)
+    FILES = (CONFIG, METRICS, SUMMARY, DIVERGED, CHECKPOINT, PREVIOUS, *PLOTS)
 
     def __init__(
         self,
@@ -103,6 +105,16 @@ class RunFolder:
                 "make it writable."
             ) from None
 
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        """The run has finished: an earlier attempt's divergence no longer describes it."""
+        self.write_json(self.SUMMARY, summary)
+        (self.path / self.DIVERGED).unlink(missing_ok=True)
+
+    def write_divergence(self, reason: str, epoch: int) -> None:
+        """Keep why the run stopped, so that a report lists it instead of losing it: a sweep
+        prints the reason once, while the folder, with no summary.json, outlives the console."""
+        self.write_json(self.DIVERGED, {"reason": reason, "epoch": epoch})
+
     def append_metrics(self, record: dict[str, Any]) -> None:
         self._create()
         try:
@@ -159,6 +171,19 @@ def read_summary(path: str | os.PathLike) -> dict[str, Any]:
     if missing:
         raise UserError(f"{file} is damaged (no {missing[0]!r}).")
     return summary
+
+
+def read_divergence(path: str | os.PathLike) -> str | None:
+    """Why a run diverged (its diverged.json), or None if it did not; a damaged file still
+    says that it diverged."""
+    file = Path(path) / RunFolder.DIVERGED
+    if not file.exists():
+        return None
+    try:
+        reason = json.loads(file.read_text())["reason"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return "diverged (diverged.json is damaged)"
+    return str(reason)
 
 
 def is_run_file(path: str | os.PathLike) -> bool:

@@ -295,13 +295,13 @@ def all_finite(model: torch.nn.Module) -> bool:
 def _refuse_divergence(training: Training, train_loss: float, epoch: int) -> None:
     if math.isfinite(train_loss) and all_finite(training.model):
         return
+    reason = f"the training loss became {train_loss} in epoch {epoch}"
     folder = training.folder
+    if folder is not None:
+        folder.write_divergence(reason, epoch)
     kept = folder is not None and (folder.path / CHECKPOINT).exists()
     where = f"; the last good checkpoint is kept in {folder.path}" if kept else ""
-    raise TrainingDiverged(
-        f"the training loss became {train_loss} in epoch {epoch}{where}; lower --lr (or drop "
-        "--amp) and start again."
-    )
+    raise TrainingDiverged(f"{reason}{where}; lower --lr (or drop --amp) and start again.")
 
 
 def _print_epoch(record: dict[str, Any], density: float) -> None:
@@ -362,7 +362,7 @@ def finish(training: Training, record: dict[str, Any] | None, started: float) ->
         "processes": training.group.world_size,
     }
     if training.folder:
-        training.folder.write_json(RunFolder.SUMMARY, summary)
+        training.folder.write_summary(summary)
         training.folder.close()
         plot_run(training.folder.path)
     return summary
