@@ -164,7 +164,8 @@ def _diverged_runs(root: Path) -> list[RunRecord]:
             warnings.warn(f"skipping {run_dir}: it diverged, and its config.json is damaged",
                           stacklevel=3)  # fmt: skip
             continue
-        runs.append(_record(run_dir, placed, config, read_divergence(run_dir)))
+        reason = read_divergence(run_dir) or "diverged"  # or gone since the search
+        runs.append(_record(run_dir, placed, config, reason))
     return runs
 
 
