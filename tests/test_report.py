@@ -430,6 +430,9 @@ def test_error_against_parameter_count_names_the_models_and_writes_counts_in_ful
         (run / "summary.json").write_text(
             json.dumps({**summary, "model": model, "parameters": parameters})
         )
+    # a run that diverged has no summary, so no parameter count: listed, not placed
+    write_diverged_run(root / "mlp-100x2" / "mnist" / "sparse-momentum" / "d0.05" / "s1",
+                       "sparse-momentum", 0.05, 1, model="mlp-100x2")  # fmt: skip
     report = write_report(root, against="parameters").read_text()
     assert "| row | parameters = 89,610 | parameters = 1,796,010 | spread |" in report
     assert "Models by parameters: mlp-100x2: 89,610; mlp-1000x2: 1,796,010." in report

@@ -174,7 +174,7 @@ def section(runs: list[RunRecord], setting: str, baseline: str | None, out: Path
         lines += ["", f"## {score.capitalize()} against {setting}, {title}", "",
                   *markdown(table, setting, untrained_counts(members, setting))]  # fmt: skip
         if setting in MODEL_SETTINGS:
-            lines += ["", f"Models by {setting}: {_models_at(members, setting)}."]
+            lines += ["", f"Models by {setting}: {_models_at(trained, setting)}."]
         ylabel = score
         if baseline is not None:
             table = differences(table, baseline)
