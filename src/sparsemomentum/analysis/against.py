@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from .cells import Cell, cell_text
 from .plots import pyplot, save_figure
 from .records import RunRecord
 
@@ -28,13 +29,6 @@ class Point:
     mean: float
     se: float
     n: int
-
-
-def _text(point: Point) -> str:
-    """mean ± SE (n); one run has no standard error to show."""
-    if point.n < 2:
-        return f"{point.mean:.2f} (1)"
-    return f"{point.mean:.2f} ± {point.se:.2f} ({point.n})"
 
 
 def _cell(errors: list[float]) -> Point:
@@ -112,10 +106,11 @@ def markdown(
 
 
 def _cell_text(point: Point | None, untrained: int) -> str:
-    if point is None:
-        return f"– ({untrained} did not train)" if untrained else "–"
-    text = _text(point)
-    return f"{text[:-1]}, +{untrained} did not train)" if untrained else text
+    """Written as the report's own table writes a cell; one run has no standard error."""
+    cell = None
+    if point is not None:
+        cell = Cell(point.mean, point.se if point.n > 1 else None, point.n, untrained)
+    return cell_text(cell, untrained)
 
 
 def _number(value: float) -> str:

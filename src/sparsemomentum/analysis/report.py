@@ -12,7 +12,6 @@ import math
 import os
 import statistics
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -20,33 +19,13 @@ from ..algorithms import METHODS
 from ..errors import UserError
 from ..runs import density_folder, write_atomically
 from .against import section as against_section
+from .cells import Cell, cell_text
 from .paper import CITATION, paper_error
 from .plots import pyplot, save_figure
 from .records import UNTRAINED_LOSS_FRACTION, RunRecord, find_runs
 
 DEFAULT_DENSITY = 0.05
 REPORT = "report.md"
-
-
-@dataclass(frozen=True)
-class Cell:
-    """Test error (%) over the seeds of one (row, density) that trained; ``untrained``: how
-    many more did not (``RunRecord.trained``)."""
-
-    mean: float
-    se: float | None
-    n: int
-    untrained: int = 0
-
-    @classmethod
-    def of(cls, errors: list[float], untrained: int = 0) -> "Cell":
-        se = statistics.stdev(errors) / math.sqrt(len(errors)) if len(errors) > 1 else None
-        return cls(statistics.fmean(errors), se, len(errors), untrained)
-
-    def __str__(self) -> str:
-        spread = f" ± {self.se:.2f}" if self.se is not None else ""
-        untrained = f", +{self.untrained} did not train" if self.untrained else ""
-        return f"{self.mean:.2f}{spread} ({self.n}{untrained})"
 
 
 class Group:
@@ -129,9 +108,8 @@ class Group:
         for label in self.labels:
             cells = [label]
             for density in self.densities:
-                cell, untrained = self.cells.get((label, density)), self.untrained[label, density]
                 cells.append(
-                    str(cell) if cell else f"– ({untrained} did not train)" if untrained else "–"
+                    cell_text(self.cells.get((label, density)), self.untrained[label, density])
                 )
                 if density in paper_columns:
                     reference = self.paper(label, density)
