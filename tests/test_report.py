@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from sparsemomentum.analysis.cells import Cell, cell_text
 from sparsemomentum.analysis.paper import paper_error
 from sparsemomentum.analysis.records import find_runs
-from sparsemomentum.analysis.report import Cell, write_report
+from sparsemomentum.analysis.report import write_report
 from sparsemomentum.cli import main
 from sparsemomentum.data import dataset_classes
 from sparsemomentum.errors import UserError
@@ -99,8 +100,10 @@ def test_cell_is_mean_and_standard_error_over_seeds():
         and cell.se == pytest.approx(0.3 / math.sqrt(3))
         and cell.n == 3
     )
-    assert str(cell) == "2.30 ± 0.17 (3)"
-    assert str(Cell.of([1.6])) == "1.60 (1)"
+    assert cell_text(cell) == "2.30 ± 0.17 (3)"
+    assert cell_text(cell, untrained=1) == "2.30 ± 0.17 (3, +1 did not train)"
+    assert cell_text(Cell.of([1.6])) == "1.60 (1)"
+    assert cell_text(None, untrained=2) == "– (2 did not train)" and cell_text(None) == "–"
 
 
 def mark_untrained(run: Path, test_loss: float = 2.3010) -> None:
@@ -354,8 +357,8 @@ def test_report_out_naming_a_file_is_one_sentence(sweep, tmp_path, capsys):
 def test_error_against_a_swept_setting_with_differences_to_a_baseline(tmp_path):
     root = tmp_path / "sweep"
     errors = {  # row -> prune rate -> errors over seeds
-        "sparse-momentum": {0.2: [1.0, 1.2], 0.5: [1.1, 1.1]},
-        "set": {0.2: [1.6, 1.8], 0.5: [2.0, 2.2]},
+        "sparse-momentum": {0.2: [1.0, 1.2], 0.5: [1.1, 1.1], 0.7: [1.3]},
+        "set": {0.2: [1.6, 1.8], 0.5: [2.0, 2.2], 0.7: [2.5]},
     }
     for row, by_rate in errors.items():
         for rate, values in by_rate.items():
@@ -365,9 +368,10 @@ def test_error_against_a_swept_setting_with_differences_to_a_baseline(tmp_path):
                 config = json.loads((run / "config.json").read_text())
                 (run / "config.json").write_text(json.dumps({**config, "prune_rate": rate}))
     report = write_report(root, against="prune_rate", baseline="sparse-momentum").read_text()
-    assert "| sparse-momentum | 1.10 ± 0.10 (2) | 1.10 ± 0.00 (2) | 0.00 |" in report
-    assert "| set | 1.70 ± 0.10 (2) | 2.10 ± 0.10 (2) | 0.40 |" in report
-    assert "| set | 0.60 ± 0.14 (2) | 1.00 ± 0.10 (2) | 0.40 |" in report  # minus the baseline
+    assert "| sparse-momentum | 1.10 ± 0.10 (2) | 1.10 ± 0.00 (2) | 1.30 (1) | 0.20 |" in report
+    assert "| set | 1.70 ± 0.10 (2) | 2.10 ± 0.10 (2) | 2.50 (1) | 0.80 |" in report
+    # minus the baseline; one seed has no standard error to combine
+    assert "| set | 0.60 ± 0.14 (2) | 1.00 ± 0.10 (2) | 1.20 (1) | 0.60 |" in report
     assert_png(root / "lenet300-100_mnist_error-vs-prune_rate.png")
     with pytest.raises(UserError, match="no run records a number for 'depth'"):
         write_report(root, against="depth")

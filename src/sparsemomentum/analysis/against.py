@@ -15,28 +15,12 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
 from .cells import Cell, cell_text
 from .plots import pyplot, save_figure
 from .records import RunRecord
-
-
-@dataclass(frozen=True)
-class Point:
-    mean: float
-    se: float
-    n: int
-
-
-def _cell(errors: list[float]) -> Point:
-    mean = sum(errors) / len(errors)
-    if len(errors) < 2:
-        return Point(mean, 0.0, len(errors))
-    variance = sum((e - mean) ** 2 for e in errors) / (len(errors) - 1)
-    return Point(mean, math.sqrt(variance / len(errors)), len(errors))
 
 
 def _place(run: RunRecord, setting: str) -> tuple[str, float] | None:
@@ -53,7 +37,7 @@ def untrained_counts(runs: list[RunRecord], setting: str) -> Counter[tuple[str, 
     return Counter(place for run in runs if not run.trained and (place := _place(run, setting)))
 
 
-def series(runs: list[RunRecord], setting: str) -> dict[str, dict[float, Point]]:
+def series(runs: list[RunRecord], setting: str) -> dict[str, dict[float, Cell]]:
     """Row -> setting value -> test error over the seeds that trained."""
     errors: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
@@ -66,25 +50,29 @@ def series(runs: list[RunRecord], setting: str) -> dict[str, dict[float, Point]]
             f"no run records a number for {setting!r}; use a swept setting such as prune_rate, "
             "momentum, density, parameters or sparse_layers."
         )
-    return {row: {x: _cell(v) for x, v in sorted(by.items())} for row, by in errors.items()}
+    return {row: {x: Cell.of(v) for x, v in sorted(by.items())} for row, by in errors.items()}
 
 
-def differences(
-    table: dict[str, dict[float, Point]], baseline: str
-) -> dict[str, dict[float, Point]]:
+def differences(table: dict[str, dict[float, Cell]], baseline: str) -> dict[str, dict[float, Cell]]:
     """Each row minus ``baseline`` where both have the value; standard errors combined."""
     if baseline not in table:
         raise UserError(f"no row named {baseline!r}; choose one of: {', '.join(sorted(table))}.")
     base = table[baseline]
     return {
-        row: {x: Point(p.mean - base[x].mean, math.hypot(p.se, base[x].se), p.n)
-              for x, p in points.items() if x in base}
-        for row, points in table.items() if row != baseline
-    }  # fmt: skip
+        row: {x: _difference(cell, base[x]) for x, cell in cells.items() if x in base}
+        for row, cells in table.items()
+        if row != baseline
+    }
+
+
+def _difference(cell: Cell, base: Cell) -> Cell:
+    """A difference has a standard error where the row has one (several seeds)."""
+    se = math.hypot(cell.se, base.se or 0.0) if cell.se is not None else None
+    return Cell(cell.mean - base.mean, se, cell.n)
 
 
 def markdown(
-    table: dict[str, dict[float, Point]],
+    table: dict[str, dict[float, Cell]],
     setting: str,
     untrained: Counter[tuple[str, float]] | None = None,
 ) -> list[str]:
@@ -98,19 +86,11 @@ def markdown(
     ]
     for row in [*table, *sorted({row for row, _ in untrained} - set(table))]:
         points = table.get(row, {})
-        cells = [_cell_text(points.get(x), untrained[row, x]) for x in values]
+        cells = [cell_text(points.get(x), untrained[row, x]) for x in values]
         means = [p.mean for p in points.values()]
         spread = f"{max(means) - min(means):.2f}" if means else "–"
         lines.append(f"| {row} | " + " | ".join(cells) + f" | {spread} |")
     return lines
-
-
-def _cell_text(point: Point | None, untrained: int) -> str:
-    """Written as the report's own table writes a cell; one run has no standard error."""
-    cell = None
-    if point is not None:
-        cell = Cell(point.mean, point.se if point.n > 1 else None, point.n, untrained)
-    return cell_text(cell, untrained)
 
 
 def _number(value: float) -> str:
@@ -126,13 +106,13 @@ def _models_at(runs: list[RunRecord], setting: str) -> str:
 
 
 def plot(
-    table: dict[str, dict[float, Point]], setting: str, title: str, ylabel: str, path: Path
+    table: dict[str, dict[float, Cell]], setting: str, title: str, ylabel: str, path: Path
 ) -> None:
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
     for index, (row, points) in enumerate(table.items()):
-        xs = list(points)
-        axis.errorbar(xs, [p.mean for p in points.values()], yerr=[p.se for p in points.values()],
+        cells = list(points.values())
+        axis.errorbar(list(points), [c.mean for c in cells], yerr=[c.se or 0.0 for c in cells],
                       marker="o", capsize=3, color=f"C{index % 10}", label=row)  # fmt: skip
     if setting in ("parameters", "sparse_weights"):
         axis.set_xscale("log")

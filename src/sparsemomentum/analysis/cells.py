@@ -10,27 +10,24 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Cell:
-    """Test error (%) over the seeds of one (row, column) that trained; ``untrained``: how
-    many more did not (``RunRecord.trained``)."""
+    """Test error (%) over the seeds of one (row, column) that trained; one seed has no
+    standard error, so that a table never shows a spread it did not measure."""
 
     mean: float
     se: float | None
     n: int
-    untrained: int = 0
 
     @classmethod
-    def of(cls, errors: list[float], untrained: int = 0) -> "Cell":
+    def of(cls, errors: list[float]) -> "Cell":
         se = statistics.stdev(errors) / math.sqrt(len(errors)) if len(errors) > 1 else None
-        return cls(statistics.fmean(errors), se, len(errors), untrained)
-
-    def __str__(self) -> str:
-        spread = f" ± {self.se:.2f}" if self.se is not None else ""
-        untrained = f", +{self.untrained} did not train" if self.untrained else ""
-        return f"{self.mean:.2f}{spread} ({self.n}{untrained})"
+        return cls(statistics.fmean(errors), se, len(errors))
 
 
-def cell_text(cell: Cell | None, untrained: int) -> str:
-    """The cell, or where no run trained, how many did not (a dash where none ran)."""
-    if cell is not None:
-        return str(cell)
-    return f"– ({untrained} did not train)" if untrained else "–"
+def cell_text(cell: Cell | None, untrained: int = 0) -> str:
+    """'mean ± SE (n, +k did not train)', or where no run trained, how many did not (a dash
+    where none ran)."""
+    if cell is None:
+        return f"– ({untrained} did not train)" if untrained else "–"
+    spread = f" ± {cell.se:.2f}" if cell.se is not None else ""
+    more = f", +{untrained} did not train" if untrained else ""
+    return f"{cell.mean:.2f}{spread} ({cell.n}{more})"

@@ -56,7 +56,7 @@ class Group:
                 errors[run.label, run.density].append(run.score)
             else:
                 self.untrained[run.label, run.density] += 1
-        self.cells = {key: Cell.of(values, self.untrained[key]) for key, values in errors.items()}
+        self.cells = {key: Cell.of(values) for key, values in errors.items()}
 
     @property
     def title(self) -> str:
