@@ -77,7 +77,8 @@ def markdown(
     untrained: Counter[tuple[str, float]] | None = None,
 ) -> list[str]:
     """One row per series: mean ± SE (n) at each value, then the spread of the means; a value
-    where runs did not train says how many."""
+    where runs did not train says how many. A row measured at one value has no spread: 0.00
+    there would read as insensitivity that was never measured."""
     untrained = untrained or Counter()
     values = sorted({x for points in table.values() for x in points} | {x for _, x in untrained})
     lines = [
@@ -88,7 +89,7 @@ def markdown(
         points = table.get(row, {})
         cells = [cell_text(points.get(x), untrained[row, x]) for x in values]
         means = [p.mean for p in points.values()]
-        spread = f"{max(means) - min(means):.2f}" if means else "–"
+        spread = f"{max(means) - min(means):.2f}" if len(means) > 1 else "–"
         lines.append(f"| {row} | " + " | ".join(cells) + f" | {spread} |")
     return lines
 
